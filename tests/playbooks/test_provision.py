@@ -1,0 +1,90 @@
+"""Playbook behaviour of provisioning and teardown against the embedded AWS."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = "ranker-pytest"
+VARS = {"project_name": PROJECT}
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_check_mode_on_an_empty_account_is_green_and_creates_nothing(run_playbook, aws):
+    result = run_playbook("playbooks/provision.yml", "--check", "--diff", extra_vars=VARS)
+
+    assert result.returncode == 0, result.output[-3000:]
+    assert aws.is_empty()
+    assert not run_playbook.secrets.exists(), "check mode must not write the private key"
+
+
+def test_teardown_keeps_the_bucket_unless_confirmed_and_a_second_run_changes_nothing(run_playbook, aws):
+    assert run_playbook("playbooks/provision.yml", extra_vars=VARS).returncode == 0
+
+    kept = run_playbook("playbooks/teardown.yml", extra_vars=VARS)
+    assert kept.returncode == 0, kept.output[-3000:]
+    left = aws.project_resources(PROJECT)
+    assert left["buckets"] == [f"sandbox-{PROJECT}-media"]
+    assert not any(left[kind] for kind in left if kind != "buckets"), left
+    assert not (run_playbook.secrets / "ssh" / PROJECT).exists()
+
+    removed = run_playbook("playbooks/teardown.yml", extra_vars={**VARS, "teardown_delete_data": True})
+    assert removed.returncode == 0, removed.output[-3000:]
+    assert not any(aws.project_resources(PROJECT).values())
+
+    again = run_playbook("playbooks/teardown.yml", extra_vars={**VARS, "teardown_delete_data": True})
+    assert again.returncode == 0
+    assert again.recap["changed"] == 0, again.output[-3000:]
+
+
+def test_a_lost_private_key_is_replaced_loudly(run_playbook, aws):
+    ec2 = aws.client("ec2")
+    assert run_playbook("playbooks/provision.yml", extra_vars=VARS).returncode == 0
+    private_key = run_playbook.secrets / "ssh" / PROJECT
+    old_fingerprint = ec2.describe_key_pairs(KeyNames=[PROJECT])["KeyPairs"][0]["KeyFingerprint"]
+    private_key.unlink()
+
+    result = run_playbook("playbooks/provision.yml", extra_vars=VARS)
+
+    assert result.returncode == 0, result.output[-3000:]
+    assert "WARNING: the private key" in result.text
+    assert "A NEW key pair replaces it" in result.text
+    assert private_key.stat().st_mode & 0o777 == 0o600
+    # AWS now holds the public half of the new local key: importing that file gives the same fingerprint.
+    new_fingerprint = ec2.describe_key_pairs(KeyNames=[PROJECT])["KeyPairs"][0]["KeyFingerprint"]
+    probe = ec2.import_key_pair(
+        KeyName="fingerprint-probe", PublicKeyMaterial=private_key.with_suffix(".pub").read_bytes()
+    )
+    ec2.delete_key_pair(KeyName="fingerprint-probe")
+    assert new_fingerprint != old_fingerprint
+    assert new_fingerprint == probe["KeyFingerprint"]
+
+
+def test_the_dynamic_inventory_finds_the_instances_by_tag(run_playbook, aws, tmp_path):
+    assert run_playbook("playbooks/provision.yml", extra_vars={**VARS, "api_instance_count": 2}).returncode == 0
+    source = (Path(__file__).resolve().parents[2] / "inventory" / "sandbox" / "aws_ec2.yml").read_text()
+    inventory = tmp_path / "dynamic"
+    inventory.mkdir()
+    (inventory / "aws_ec2.yml").write_text(
+        source.replace("http://127.0.0.1:5000", aws.endpoint).replace(
+            "tag:Project: coffee-ranker", f"tag:Project: {PROJECT}"
+        )
+    )
+
+    listed = subprocess.run(
+        [str(VENV_BIN / "ansible-inventory"), "-i", str(inventory), "--graph", "api_servers"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    running = [
+        i["InstanceId"]
+        for r in aws.client("ec2").describe_instances(Filters=[{"Name": "tag:Project", "Values": [PROJECT]}])[
+            "Reservations"
+        ]
+        for i in r["Instances"]
+        if i["State"]["Name"] == "running"
+    ]
+    assert len(running) == 2
+    for instance_id in running:
+        assert instance_id in listed
