@@ -24,6 +24,7 @@ BAD_INPUTS = [
     ("instance_type", "micro", "look like an EC2 instance type"),
     ("project_name", "Coffee_Ranker", "lowercase letters, digits and hyphens"),
     ("allow_ssh_from_anywhere", "perhaps", "allow_ssh_from_anywhere"),
+    ("api_datastore", "postgres", "value of api_datastore must be one of"),
 ]
 
 
@@ -40,6 +41,14 @@ def test_bad_operator_input_fails_before_any_aws_call(run_playbook, aws, variabl
     assert rule in result.text
     assert "preflight" in result.text, "the failure must come from the preflight role"
     assert aws.is_empty(), "a rejected run must not create anything"
+
+
+def test_several_instances_without_the_shared_datastore_are_refused(run_playbook, aws):
+    result = run_playbook("playbooks/provision.yml", extra_vars={"api_instance_count": 3, "api_datastore": "sqlite"})
+
+    assert result.returncode != 0
+    assert "api_instance_count 3 needs api_datastore 'dynamodb'" in result.text
+    assert aws.is_empty()
 
 
 def test_ssh_from_anywhere_is_accepted_when_explicitly_allowed(run_playbook, aws):

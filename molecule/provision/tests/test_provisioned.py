@@ -114,8 +114,11 @@ def test_instance_profile_allows_only_media_objects():
     if isinstance(policy, str):
         policy = json.loads(policy)
     media = [s for s in policy["Statement"] if s["Sid"] == "MediaObjects"][0]
-    assert sorted(media["Action"]) == ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+    assert sorted(media["Action"]) == ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
     assert media["Resource"] == f"arn:aws:s3:::{BUCKET}/media/*"
+    # Readiness (HeadBucket) needs ListBucket on the bucket itself; nothing else bucket-wide.
+    bucket_wide = [s for s in policy["Statement"] if s["Resource"] == f"arn:aws:s3:::{BUCKET}"]
+    assert [s["Action"] for s in bucket_wide] == ["s3:ListBucket"]
     assert not iam.list_attached_role_policies(RoleName=NAME)["AttachedPolicies"]
 
 
@@ -147,3 +150,36 @@ def test_root_volume_is_encrypted_gp3(instances):
     volume = client("ec2").describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
     assert volume["Encrypted"] is True
     assert volume["VolumeType"] == "gp3"
+
+
+def test_datastore_table_is_on_demand_encrypted_recoverable_and_tagged():
+    dynamodb = client("dynamodb")
+    table = dynamodb.describe_table(TableName=f"{PROJECT}-data")["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert {(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]} == {("pk", "HASH"), ("sk", "RANGE")}
+    assert table["SSEDescription"]["Status"] == "ENABLED"
+    assert table["SSEDescription"]["SSEType"] == "KMS"
+    backups = dynamodb.describe_continuous_backups(TableName=f"{PROJECT}-data")["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    tags = {t["Key"]: t["Value"] for t in dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]}
+    assert tags["Project"] == PROJECT
+
+
+def test_instance_profile_grants_item_actions_on_that_table_only():
+    iam = client("iam")
+    policy = iam.get_role_policy(RoleName=NAME, PolicyName=f"{NAME}-access")["PolicyDocument"]
+    if isinstance(policy, str):
+        policy = json.loads(policy)
+    table_arn = client("dynamodb").describe_table(TableName=f"{PROJECT}-data")["Table"]["TableArn"]
+    items = [s for s in policy["Statement"] if s["Sid"] == "DatastoreItems"][0]
+    assert items["Resource"] == table_arn
+    assert all(action.startswith("dynamodb:") for action in items["Action"])
+    assert sorted(items["Action"]) == [
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    ]
+    assert len(policy["Statement"]) == 3

@@ -1,0 +1,20 @@
+"""Errors the domain and storage raise; the HTTP layer maps each to a problem response."""
+
+
+class DomainError(Exception):
+    pass
+
+
+class ShopNotFound(DomainError):
+    def __init__(self, shop_id: str) -> None:
+        super().__init__(f"There is no coffee shop with id {shop_id}.")
+        self.shop_id = shop_id
+
+
+class InvalidCursor(DomainError):
+    def __init__(self) -> None:
+        super().__init__("The cursor is not one this listing handed out; start again without it.")
+
+
+class StorageUnavailable(DomainError):
+    """The database or the object store could not be reached or refused the request."""

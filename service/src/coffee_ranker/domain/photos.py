@@ -1,0 +1,39 @@
+"""Storing a shop's photo: the file goes to the object store, its record to the database."""
+
+import uuid
+
+from coffee_ranker.domain.images import ImageType
+from coffee_ranker.domain.models import Photo, utc_now
+from coffee_ranker.storage.base import ObjectStore, Repository
+
+
+def photo_key(shop_id: str, photo_id: str, image_type: ImageType) -> str:
+    return f"media/shops/{shop_id}/{photo_id}.{image_type.extension}"
+
+
+def store_photo(
+    repository: Repository,
+    object_store: ObjectStore,
+    shop_id: str,
+    path: str,
+    size: int,
+    image_type: ImageType,
+) -> Photo:
+    """Upload the photo spooled at ``path`` and record it; ShopNotFound if the shop went away."""
+    photo_id = uuid.uuid4().hex
+    photo = Photo(
+        id=photo_id,
+        shop_id=shop_id,
+        key=photo_key(shop_id, photo_id, image_type),
+        content_type=image_type.content_type,
+        size=size,
+        created_at=utc_now(),
+    )
+    object_store.put_file(photo.key, path, photo.content_type)
+    try:
+        repository.add_photo(photo)
+    except BaseException:
+        # No record points at the file: do not leave it behind in the bucket.
+        object_store.delete(photo.key)
+        raise
+    return photo

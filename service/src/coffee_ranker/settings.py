@@ -1,0 +1,218 @@
+"""Typed settings read from the environment (the systemd unit's environment file).
+
+Every variable is prefixed ``RANKER_``. An empty value counts as unset, so an environment file may
+list a variable with nothing after ``=``. Rules:
+
+=============================  ========  ==========================================================
+Variable                       Required  Default / meaning
+=============================  ========  ==========================================================
+RANKER_BUCKET                  yes       S3 bucket that holds shop photos.
+RANKER_AWS_REGION              yes       AWS region of the bucket (and of the DynamoDB table).
+RANKER_WRITE_TOKEN             yes       Bearer token for writes; at least 16 characters.
+RANKER_S3_ENDPOINT_URL         no        S3 endpoint (the embedded AWS); AWS's own when unset.
+RANKER_DB_PATH                 no        SQLite file; /var/lib/coffee-ranker/ranker.sqlite3. Its
+                                         directory must exist. Unused with DynamoDB.
+RANKER_DYNAMODB_TABLE          no        DynamoDB table; when set it replaces SQLite.
+RANKER_DYNAMODB_ENDPOINT_URL   no        DynamoDB endpoint (the embedded AWS); needs the table.
+RANKER_HOST                    no        0.0.0.0
+RANKER_PORT                    no        11373
+RANKER_MAX_UPLOAD_BYTES        no        10485760 (10 MiB): the largest photo accepted.
+RANKER_MEDIA_BASE_URL          no        Base URL of public photo links (a CDN or CNAME); the
+                                         bucket's own URL when unset.
+=============================  ========  ==========================================================
+"""
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional
+from urllib.parse import urlsplit
+
+DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - the service is meant to be reached from outside the host.
+DEFAULT_PORT = 11373
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_DB_PATH = "/var/lib/coffee-ranker/ranker.sqlite3"
+MIN_WRITE_TOKEN_LENGTH = 16
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*$")
+
+
+class SettingsError(Exception):
+    """One or more RANKER_* variables are missing or invalid; ``problems`` has one line for each."""
+
+    def __init__(self, problems: List[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str
+    aws_region: str
+    write_token: str
+    s3_endpoint_url: Optional[str] = None
+    db_path: str = DEFAULT_DB_PATH
+    dynamodb_table: Optional[str] = None
+    dynamodb_endpoint_url: Optional[str] = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    media_base_url: Optional[str] = None
+
+    @property
+    def storage_backend(self) -> str:
+        return "dynamodb" if self.dynamodb_table else "sqlite"
+
+    def __repr__(self) -> str:  # never print the token into a log
+        fields = {k: v for k, v in self.__dict__.items() if k != "write_token"}
+        return "Settings({}, write_token=<hidden>)".format(", ".join(f"{k}={v!r}" for k, v in fields.items()))
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
+        """Read and validate every variable, then report all problems at once."""
+        reader = _Reader(os.environ if environ is None else environ)
+        values: Dict[str, object] = {
+            "bucket": reader.required("RANKER_BUCKET", _bucket, "the S3 bucket for shop photos"),
+            "aws_region": reader.required("RANKER_AWS_REGION", _region, "the AWS region, e.g. eu-west-1"),
+            "write_token": reader.required(
+                "RANKER_WRITE_TOKEN", _write_token, "the bearer token that authorises writes"
+            ),
+            "s3_endpoint_url": reader.optional("RANKER_S3_ENDPOINT_URL", _url),
+            "dynamodb_table": reader.optional("RANKER_DYNAMODB_TABLE", _table),
+            "dynamodb_endpoint_url": reader.optional("RANKER_DYNAMODB_ENDPOINT_URL", _url),
+            "host": reader.optional("RANKER_HOST", _host, DEFAULT_HOST),
+            "port": reader.optional("RANKER_PORT", _port, DEFAULT_PORT),
+            "max_upload_bytes": reader.optional(
+                "RANKER_MAX_UPLOAD_BYTES", _positive_int, DEFAULT_MAX_UPLOAD_BYTES
+            ),
+            "media_base_url": reader.optional("RANKER_MEDIA_BASE_URL", _url),
+        }
+        if values["dynamodb_table"] is None:
+            values["db_path"] = reader.optional("RANKER_DB_PATH", _db_path)
+            if values["db_path"] is None and "RANKER_DB_PATH" not in " ".join(reader.problems):
+                if os.path.isdir(os.path.dirname(DEFAULT_DB_PATH)):
+                    values["db_path"] = DEFAULT_DB_PATH
+                else:
+                    reader.fail(
+                        "RANKER_DB_PATH",
+                        f"is not set and the directory of its default {DEFAULT_DB_PATH} does not exist; "
+                        "create that directory or set RANKER_DB_PATH",
+                    )
+            if values["dynamodb_endpoint_url"] is not None:
+                reader.fail(
+                    "RANKER_DYNAMODB_ENDPOINT_URL",
+                    "is set but RANKER_DYNAMODB_TABLE is not; set the table too, or unset the endpoint",
+                )
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class _Invalid(ValueError):
+    pass
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: List[str] = []
+
+    def fail(self, name: str, message: str) -> None:
+        self.problems.append(f"{name} {message}")
+
+    def required(self, name: str, parse, meaning: str):
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            self.fail(name, f"is required but not set ({meaning})")
+            return None
+        return self._parse(name, raw, parse)
+
+    def optional(self, name: str, parse, default=None):
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        return self._parse(name, raw, parse)
+
+    def _parse(self, name: str, raw: str, parse):
+        try:
+            return parse(raw)
+        except _Invalid as error:
+            self.fail(name, f"is invalid: {error}")
+            return None
+
+
+def _bucket(raw: str) -> str:
+    if not _BUCKET_NAME.match(raw) or ".." in raw:
+        raise _Invalid(f"{raw!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.' or '-')")
+    return raw
+
+
+def _region(raw: str) -> str:
+    if not _REGION.match(raw):
+        raise _Invalid(f"{raw!r} is not an AWS region name such as eu-west-1")
+    return raw
+
+
+def _write_token(raw: str) -> str:
+    if len(raw) < MIN_WRITE_TOKEN_LENGTH:
+        raise _Invalid(f"it must be at least {MIN_WRITE_TOKEN_LENGTH} characters long (got {len(raw)})")
+    if any(ch.isspace() or not ch.isprintable() or ord(ch) > 126 for ch in raw):
+        raise _Invalid("it must be printable ASCII without spaces (it travels in an HTTP header)")
+    return raw
+
+
+def _url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _Invalid(f"{raw!r} is not an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise _Invalid(f"{raw!r} must not have a query string or fragment")
+    return raw.rstrip("/")
+
+
+def _table(raw: str) -> str:
+    if not _TABLE_NAME.match(raw):
+        raise _Invalid(f"{raw!r} is not a DynamoDB table name (3-255 of letters, digits, '_', '-', '.')")
+    return raw
+
+
+def _host(raw: str) -> str:
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        if not _HOSTNAME.match(raw):
+            raise _Invalid(f"{raw!r} is neither an IP address nor a host name") from None
+    return raw
+
+
+def _integer(raw: str) -> int:
+    try:
+        return int(raw, 10)
+    except ValueError:
+        raise _Invalid(f"{raw!r} is not a whole number") from None
+
+
+def _port(raw: str) -> int:
+    port = _integer(raw)
+    if not 1 <= port <= 65535:
+        raise _Invalid(f"{port} is not a TCP port (1-65535)")
+    return port
+
+
+def _positive_int(raw: str) -> int:
+    value = _integer(raw)
+    if value < 1:
+        raise _Invalid(f"{value} must be a positive number of bytes")
+    return value
+
+
+def _db_path(raw: str) -> str:
+    path = os.path.abspath(raw)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise _Invalid(f"its directory {directory} does not exist (create it, or point it elsewhere)")
+    return path

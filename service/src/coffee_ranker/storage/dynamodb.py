@@ -1,0 +1,378 @@
+"""The DynamoDB backend, for several hosts sharing one database.
+
+Single-table design. The table has a string partition key ``pk`` and a string sort key ``sk``, no
+secondary index. All shops share one partition, so the ranked listing is one Query; each shop's
+reviews and photos share a partition of their own:
+
+=====================  =========================  ==================================================
+Item                   pk / sk                    Attributes
+=====================  =========================  ==================================================
+shop                   SHOPS / SHOP#<id>          id, name, address, latitude?, longitude?,
+                                                  review_count, star_sum, created_at
+review (one per user)  SHOP#<id> / REVIEW#<user>  user, stars, text?, created_at, updated_at
+photo                  SHOP#<id> / PHOTO#<created_at>#<photo id>
+                                                  id, key, content_type, size, created_at
+=====================  =========================  ==================================================
+
+A review and its shop's aggregates change together in one ``TransactWriteItems``: a new review is
+put on condition that none exists and adds 1 to ``review_count`` and its stars to ``star_sum``; a
+replacement is put on condition that the stored stars are still the ones read, and adds the
+difference to ``star_sum``. When a concurrent writer got there first the transaction is cancelled,
+and the write is retried from a fresh read, so concurrent reviews never corrupt a shop's score.
+
+Reviews of a shop are one Query (ordered by user); so are its photos (ordered by time). The ranked
+listing reads every shop item (one Query of the SHOPS partition, never the reviews) and sorts them
+in the service: fine for thousands of shops. The cursor holds the last shop's rank key, so it stays
+correct and stable. The single SHOPS partition caps the write rate of reviews across all shops at
+about a thousand per second; a GSI on a precomputed score would replace both when that matters.
+"""
+
+import random
+import time
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Dict, List, Optional
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from coffee_ranker.domain.errors import InvalidCursor, ShopNotFound, StorageUnavailable
+from coffee_ranker.domain.models import NewShop, Page, Photo, Review, ReviewWrite, Shop, timestamp, utc_now
+from coffee_ranker.domain.ranking import RankKey
+from coffee_ranker.storage import aws, cursors
+from coffee_ranker.storage.base import Repository
+
+SHOPS_PK = "SHOPS"
+SHOP_PREFIX = "SHOP#"
+REVIEW_PREFIX = "REVIEW#"
+PHOTO_PREFIX = "PHOTO#"
+#: How often a review write is retried when concurrent writers keep cancelling its transaction.
+MAX_REVIEW_ATTEMPTS = 25
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def shop_pk(shop_id: str) -> str:
+    """The partition of a shop's reviews and photos."""
+    return SHOP_PREFIX + shop_id
+
+
+def shop_key(shop_id: str) -> Dict[str, str]:
+    """The key of the shop's own item, with its aggregates."""
+    return {"pk": SHOPS_PK, "sk": SHOP_PREFIX + shop_id}
+
+
+def shop_item(shop: Shop) -> Dict[str, Any]:
+    item: Dict[str, Any] = {
+        **shop_key(shop.id),
+        "id": shop.id,
+        "name": shop.name,
+        "address": shop.address,
+        "review_count": shop.review_count,
+        "star_sum": shop.star_sum,
+        "created_at": timestamp(shop.created_at),
+    }
+    if shop.latitude is not None and shop.longitude is not None:
+        item["latitude"] = Decimal(repr(shop.latitude))
+        item["longitude"] = Decimal(repr(shop.longitude))
+    return item
+
+
+def review_item(review: Review) -> Dict[str, Any]:
+    item: Dict[str, Any] = {
+        "pk": shop_pk(review.shop_id),
+        "sk": REVIEW_PREFIX + review.user,
+        "user": review.user,
+        "stars": review.stars,
+        "created_at": timestamp(review.created_at),
+        "updated_at": timestamp(review.updated_at),
+    }
+    if review.text is not None:
+        item["text"] = review.text
+    return item
+
+
+def photo_item(photo: Photo) -> Dict[str, Any]:
+    created_at = timestamp(photo.created_at)
+    return {
+        "pk": shop_pk(photo.shop_id),
+        "sk": f"{PHOTO_PREFIX}{created_at}#{photo.id}",
+        "id": photo.id,
+        "key": photo.key,
+        "content_type": photo.content_type,
+        "size": photo.size,
+        "created_at": created_at,
+    }
+
+
+def _shop_from(item: Dict[str, Any]) -> Shop:
+    latitude = item.get("latitude")
+    longitude = item.get("longitude")
+    return Shop(
+        id=item["id"],
+        name=item["name"],
+        address=item["address"],
+        latitude=float(latitude) if latitude is not None else None,
+        longitude=float(longitude) if longitude is not None else None,
+        review_count=int(item["review_count"]),
+        star_sum=int(item["star_sum"]),
+        created_at=datetime.fromisoformat(item["created_at"]),
+    )
+
+
+def _review_from(shop_id: str, item: Dict[str, Any]) -> Review:
+    return Review(
+        shop_id=shop_id,
+        user=item["user"],
+        stars=int(item["stars"]),
+        text=item.get("text"),
+        created_at=datetime.fromisoformat(item["created_at"]),
+        updated_at=datetime.fromisoformat(item["updated_at"]),
+    )
+
+
+def _photo_from(shop_id: str, item: Dict[str, Any]) -> Photo:
+    return Photo(
+        id=item["id"],
+        shop_id=shop_id,
+        key=item["key"],
+        content_type=item["content_type"],
+        size=int(item["size"]),
+        created_at=datetime.fromisoformat(item["created_at"]),
+    )
+
+
+def _wire(item: Dict[str, Any]) -> Dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in item.items()}
+
+
+def _plain(item: Dict[str, Any]) -> Dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def _error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+class DynamoDbRepository(Repository):
+    def __init__(self, table: str, region: str, endpoint_url: Optional[str] = None) -> None:
+        self.table = table
+        self._client = aws.session().client(
+            "dynamodb",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 4},
+                connect_timeout=3,
+                read_timeout=10,
+                max_pool_connections=50,
+            ),
+        )
+
+    def open(self) -> None:
+        """The table is created by the deployment (an Ansible role); nothing to migrate."""
+
+    def close(self) -> None:
+        self._client.close()
+
+    def ping(self) -> None:
+        # GetItem rather than DescribeTable: it needs no permission beyond what the service uses.
+        try:
+            self._client.get_item(TableName=self.table, Key=_wire({"pk": "PING", "sk": "PING"}))
+        except (ClientError, BotoCoreError) as error:
+            raise StorageUnavailable(f"DynamoDB table {self.table} does not answer: {error}") from error
+
+    # -- shops -----------------------------------------------------------------------------------
+
+    def create_shop(self, new_shop: NewShop) -> Shop:
+        shop = Shop(
+            id=uuid.uuid4().hex,
+            name=new_shop.name,
+            address=new_shop.address,
+            latitude=new_shop.latitude,
+            longitude=new_shop.longitude,
+            review_count=0,
+            star_sum=0,
+            created_at=utc_now(),
+        )
+        self._client.put_item(
+            TableName=self.table, Item=_wire(shop_item(shop)), ConditionExpression="attribute_not_exists(pk)"
+        )
+        return shop
+
+    def get_shop(self, shop_id: str) -> Shop:
+        response = self._client.get_item(
+            TableName=self.table, Key=_wire(shop_key(shop_id)), ConsistentRead=True
+        )
+        if "Item" not in response:
+            raise ShopNotFound(shop_id)
+        return _shop_from(_plain(response["Item"]))
+
+    def list_shops(self, limit: int, cursor: Optional[str] = None) -> Page[Shop]:
+        after: Optional[RankKey] = None
+        if cursor is not None:
+            position = cursors.decode("shops", cursor, {"s": int, "n": int, "id": str})
+            after = RankKey(star_sum=position["s"], review_count=position["n"], shop_id=position["id"])
+        shops = [
+            _shop_from(item)
+            for item in self._query_all(
+                KeyConditionExpression="pk = :shops", ExpressionAttributeValues=_wire({":shops": SHOPS_PK})
+            )
+        ]
+        if after is not None:
+            shops = [shop for shop in shops if shop.rank_key.comes_after(after)]
+        shops.sort(key=lambda shop: shop.rank_key.sort_key())
+        return cursors.page_of(
+            shops[: limit + 1],
+            limit,
+            lambda last: cursors.encode("shops", {"s": last.star_sum, "n": last.review_count, "id": last.id}),
+        )
+
+    def _query_all(self, **params: Any) -> List[Dict[str, Any]]:
+        items: List[Dict[str, Any]] = []
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(TableName=self.table, **params):
+            items.extend(_plain(item) for item in page.get("Items", []))
+        return items
+
+    def _query(self, limit: int, **params: Any) -> List[Dict[str, Any]]:
+        """Up to ``limit`` items of a Query, following pages that DynamoDB cut at 1 MB."""
+        items: List[Dict[str, Any]] = []
+        while len(items) < limit:
+            try:
+                response = self._client.query(TableName=self.table, Limit=limit - len(items), **params)
+            except ClientError as error:
+                # A forged cursor can name a start key DynamoDB refuses.
+                if _error_code(error) == "ValidationException" and "ExclusiveStartKey" in params:
+                    raise InvalidCursor() from error
+                raise
+            items.extend(_plain(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return items
+
+    # -- reviews ---------------------------------------------------------------------------------
+
+    def put_review(self, shop_id: str, user: str, stars: int, text: Optional[str]) -> ReviewWrite:
+        self.get_shop(shop_id)
+        key = {"pk": shop_pk(shop_id), "sk": REVIEW_PREFIX + user}
+        for attempt in range(MAX_REVIEW_ATTEMPTS):
+            stored = self._client.get_item(TableName=self.table, Key=_wire(key), ConsistentRead=True)
+            previous = _plain(stored["Item"]) if "Item" in stored else None
+            now = utc_now()
+            review = Review(
+                shop_id=shop_id,
+                user=user,
+                stars=stars,
+                text=text,
+                created_at=datetime.fromisoformat(previous["created_at"]) if previous else now,
+                updated_at=now,
+            )
+            if previous is None:
+                put_condition: Dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+                shop_change = {
+                    "UpdateExpression": "ADD review_count :one, star_sum :stars",
+                    "ExpressionAttributeValues": _wire({":one": 1, ":stars": stars}),
+                }
+            else:
+                put_condition = {
+                    "ConditionExpression": "stars = :read",
+                    "ExpressionAttributeValues": _wire({":read": previous["stars"]}),
+                }
+                shop_change = {
+                    "UpdateExpression": "ADD star_sum :difference",
+                    "ExpressionAttributeValues": _wire({":difference": stars - int(previous["stars"])}),
+                }
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": _wire(review_item(review)),
+                                **put_condition,
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self.table,
+                                "Key": _wire(shop_key(shop_id)),
+                                "ConditionExpression": "attribute_exists(pk)",
+                                **shop_change,
+                            }
+                        },
+                    ]
+                )
+                return ReviewWrite(review=review, replaced=previous is not None)
+            except ClientError as error:
+                code = _error_code(error)
+                if code == "TransactionCanceledException":
+                    reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+                    if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                        raise ShopNotFound(shop_id) from error
+                    if not set(reasons) & {"ConditionalCheckFailed", "TransactionConflict"}:
+                        raise
+                elif code != "TransactionConflictException":
+                    raise
+            # Another writer changed this review between our read and our write: read again.
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311 - jitter, not crypto
+        raise StorageUnavailable(
+            f"Could not save the review of {user} for shop {shop_id}: too many concurrent writers."
+        )
+
+    def list_reviews(self, shop_id: str, limit: int, cursor: Optional[str] = None) -> Page[Review]:
+        self.get_shop(shop_id)
+        params: Dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": _wire({":pk": shop_pk(shop_id), ":prefix": REVIEW_PREFIX}),
+        }
+        if cursor is not None:
+            user = cursors.decode("reviews", cursor, {"user": str})["user"]
+            params["ExclusiveStartKey"] = _wire({"pk": shop_pk(shop_id), "sk": REVIEW_PREFIX + user})
+        reviews = [_review_from(shop_id, item) for item in self._query(limit + 1, **params)]
+        return cursors.page_of(reviews, limit, lambda last: cursors.encode("reviews", {"user": last.user}))
+
+    # -- photos ----------------------------------------------------------------------------------
+
+    def add_photo(self, photo: Photo) -> None:
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table,
+                            "Key": _wire(shop_key(photo.shop_id)),
+                            "ConditionExpression": "attribute_exists(pk)",
+                        }
+                    },
+                    {"Put": {"TableName": self.table, "Item": _wire(photo_item(photo))}},
+                ]
+            )
+        except ClientError as error:
+            if _error_code(error) == "TransactionCanceledException":
+                reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    raise ShopNotFound(photo.shop_id) from error
+            raise
+
+    def list_photos(self, shop_id: str, limit: int, cursor: Optional[str] = None) -> Page[Photo]:
+        self.get_shop(shop_id)
+        params: Dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": _wire({":pk": shop_pk(shop_id), ":prefix": PHOTO_PREFIX}),
+        }
+        if cursor is not None:
+            position = cursors.decode("photos", cursor, {"t": str, "id": str})
+            params["ExclusiveStartKey"] = _wire(
+                {"pk": shop_pk(shop_id), "sk": f"{PHOTO_PREFIX}{position['t']}#{position['id']}"}
+            )
+        photos = [_photo_from(shop_id, item) for item in self._query(limit + 1, **params)]
+        return cursors.page_of(
+            photos,
+            limit,
+            lambda last: cursors.encode("photos", {"t": timestamp(last.created_at), "id": last.id}),
+        )

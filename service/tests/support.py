@@ -1,0 +1,131 @@
+"""Helpers the tests share: an embedded AWS on an ephemeral port, and a uvicorn server in a thread."""
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from typing import Iterator
+
+import uvicorn
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+from coffee_ranker.storage import aws
+
+REGION = "us-east-1"
+BUCKET = "coffee-photos-test"
+WRITE_TOKEN = "test-write-token-0123456789"
+AUTH = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+
+# The smallest headers that the service recognises as each format, padded to look like a file.
+JPEG_BYTES = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + b"\x00" * 500 + b"\xff\xd9"
+PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 300
+WEBP_BYTES = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 200
+
+
+class EmbeddedAws:
+    """moto's server on 127.0.0.1 and a port of its own, in this process.
+
+    It serves one request at a time (threaded=False): every request is applied atomically, as the
+    real services do for single items, while clients may still be as concurrent as they like. moto's
+    own threaded mode applies a DynamoDB transaction without a lock, which real DynamoDB never does.
+    """
+
+    def __init__(self) -> None:
+        self._server = make_server(
+            "127.0.0.1",
+            0,
+            DomainDispatcherApplication(create_backend_app),
+            threaded=False,
+            request_handler=MotoRequestHandler,
+        )
+        self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
+
+    def start(self) -> "EmbeddedAws":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def client(self, service: str):
+        return aws.session().client(service, region_name=REGION, endpoint_url=self.endpoint)
+
+
+def public_read_policy(bucket: str) -> str:
+    """Anyone may GET the photos under media/, nothing else: what the Ansible role sets too."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "PublicReadPhotos",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{bucket}/media/*",
+                }
+            ],
+        }
+    )
+
+
+def create_table(dynamodb, name: str) -> None:
+    """The table as the service expects it: pk (S) + sk (S), no index."""
+    dynamodb.create_table(
+        TableName=name,
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@contextlib.contextmanager
+def serve_in_thread(app) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 and an ephemeral port; yields the base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def free_port() -> int:
+    """A port nothing listens on right now, for a server in a subprocess that needs it up front."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def multipart(field: str, filename: str, content_type: str, data: bytes, boundary: str = "testboundary42"):
+    """A multipart/form-data body and its Content-Type, built by hand to control every byte."""
+    body = (
+        (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"

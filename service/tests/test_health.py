@@ -1,0 +1,57 @@
+"""Liveness, readiness and the access log."""
+
+import logging
+
+import httpx
+
+from coffee_ranker.app import create_app
+from coffee_ranker.storage.factory import Storage
+from coffee_ranker.storage.s3 import S3ObjectStore
+from tests.support import REGION, serve_in_thread
+from tests.test_api_shops import assert_problem
+
+
+def test_liveness_needs_nothing(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_ready_when_the_database_and_the_bucket_answer(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "bucket": "ok"}}
+
+
+def test_not_ready_when_the_bucket_is_missing(settings, aws, storage):
+    no_bucket = Storage(
+        repository=storage.repository, object_store=S3ObjectStore("no-such-bucket", REGION, aws.endpoint)
+    )
+    with serve_in_thread(create_app(settings, no_bucket)) as url:
+        response = httpx.get(f"{url}/readyz")
+        problem = assert_problem(response, 503)
+        assert problem["checks"] == {"database": "ok", "bucket": "unavailable"}
+        assert "no-such-bucket" in problem["detail"]
+        assert response.headers["retry-after"] == "5"
+        assert httpx.get(f"{url}/healthz").status_code == 200, "liveness does not depend on storage"
+
+
+def test_not_ready_when_the_database_is_gone(settings, aws, storage):
+    with serve_in_thread(create_app(settings, storage)) as url:
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        storage.repository.close()
+        if settings.storage_backend == "sqlite":
+            # A database file whose directory vanished cannot be reopened.
+            storage.repository.path = "/nonexistent/ranker.sqlite3"
+        else:
+            storage.repository.table = "no-such-table"
+        problem = assert_problem(httpx.get(f"{url}/readyz"), 503)
+        assert problem["checks"] == {"database": "unavailable", "bucket": "ok"}
+
+
+def test_each_request_is_logged_with_method_path_status_and_duration(client, caplog):
+    with caplog.at_level(logging.INFO, logger="coffee_ranker.access"):
+        client.get("/shops/" + "1" * 32)
+    (record,) = [r for r in caplog.records if r.name == "coffee_ranker.access"]
+    method, path, status, duration = record.getMessage().split()
+    assert (method, path, status) == ("GET", "/shops/" + "1" * 32, "404")
+    assert duration.endswith("ms")
+    assert float(duration[:-2]) >= 0

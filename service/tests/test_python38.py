@@ -1,0 +1,165 @@
+"""The service runs where it is deployed: Python 3.8 (Ubuntu 18.04) up to 3.13.
+
+- the source compiles with a 3.8 interpreter (tools/check-python38);
+- requirements.lock resolves to binary wheels for CPython 3.8 … 3.13 on manylinux x86_64 (needs PyPI);
+- the wheelhouse for 3.8 installs with no index into a 3.8 venv, and the installed service answers,
+  takes a review and a photo, and stops cleanly on SIGTERM (needs PyPI to build the wheelhouse).
+"""
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import AUTH, BUCKET, JPEG_BYTES, REGION, WRITE_TOKEN, free_port, multipart
+
+SERVICE = Path(__file__).resolve().parent.parent
+LOCK = SERVICE / "requirements.lock"
+
+
+def pyenv_python(version: str):
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    found = sorted(glob.glob(f"{root}/versions/{version}.*/bin/python3"))
+    return found[-1] if found else None
+
+
+PYTHON38 = os.environ.get("PYTHON38") or pyenv_python("3.8")
+needs_python38 = pytest.mark.skipif(PYTHON38 is None, reason="no Python 3.8 interpreter on this machine")
+
+
+def locked() -> dict:
+    pins = {}
+    for line in LOCK.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9._-]+)==(\S+)$", line.strip())
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
+    return pins
+
+
+def test_the_lock_pins_every_runtime_dependency_exactly():
+    pins = locked()
+    for direct in (
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "pydantic",
+        "pydantic-core",
+        "python-multipart",
+        "boto3",
+    ):
+        assert direct in pins, direct
+    assert pins["pydantic"].startswith("2.10."), "pydantic 2.10 is the last release for Python 3.8"
+    assert pins["botocore"] == pins["boto3"]
+
+
+@needs_python38
+def test_the_source_compiles_with_python_3_8():
+    finished = subprocess.run(
+        [str(SERVICE / "tools" / "check-python38")],
+        env={**os.environ, "PYTHON38": PYTHON38},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "compiles with Python 3.8" in finished.stdout
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("version", ["3.8", "3.9", "3.11", "3.13"])
+def test_the_lock_resolves_to_wheels_for_cpython(version, tmp_path):
+    finished = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
+         "--python-version", version, "--implementation", "cp", "--platform", "manylinux2014_x86_64",
+         "--only-binary=:all:", "-r", str(LOCK), "-d", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr
+    downloaded = {}
+    for wheel in tmp_path.glob("*.whl"):
+        name, wheel_version = wheel.name.split("-")[:2]
+        downloaded[re.sub(r"[-_.]+", "-", name).lower()] = wheel_version
+    assert downloaded == locked(), "the lock is the whole closure, and pip took nothing else"
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@needs_python38
+def test_the_wheelhouse_installs_offline_and_serves_under_python_3_8(aws, tmp_path):
+    wheelhouse = tmp_path / "wheelhouse"
+    subprocess.run(
+        [str(SERVICE / "tools" / "build-wheelhouse"), "3.8", str(wheelhouse)], check=True, timeout=600
+    )
+    again = subprocess.run(
+        [str(SERVICE / "tools" / "build-wheelhouse"), "3.8", str(wheelhouse)],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "up to date" in again.stdout, "a second run with nothing changed rebuilds nothing"
+
+    venv = tmp_path / "venv"
+    subprocess.run([PYTHON38, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+         "--no-index", "--find-links", str(wheelhouse), "coffee-ranker-api"],
+        check=True, timeout=300, env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
+    )  # fmt: skip
+
+    port = free_port()
+    environ = {
+        **os.environ,
+        "RANKER_BUCKET": BUCKET,
+        "RANKER_AWS_REGION": REGION,
+        "RANKER_WRITE_TOKEN": WRITE_TOKEN,
+        "RANKER_S3_ENDPOINT_URL": aws.endpoint,
+        "RANKER_DB_PATH": str(tmp_path / "ranker.sqlite3"),
+        "RANKER_HOST": "127.0.0.1",
+        "RANKER_PORT": str(port),
+    }
+    log_path = tmp_path / "service.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [str(venv / "bin" / "coffee-ranker-api")], env=environ, stdout=log, stderr=log
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        with httpx.Client(base_url=url) as client:
+            shop = client.post(
+                "/shops", json={"name": "Old Faithful", "address": "Bionic Road"}, headers=AUTH
+            )
+            assert shop.status_code == 201
+            shop_id = shop.json()["id"]
+            assert (
+                client.put(f"/shops/{shop_id}/reviews/eve", json={"stars": 5}, headers=AUTH).status_code
+                == 201
+            )
+            body, content_type = multipart("file", "a.jpg", "image/jpeg", JPEG_BYTES)
+            photo = client.post(
+                f"/shops/{shop_id}/photos", content=body, headers={**AUTH, "Content-Type": content_type}
+            )
+            assert photo.status_code == 201, photo.text
+            assert client.get("/shops").json()["items"][0]["review_count"] == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=30)
+    log = log_path.read_text()
+    # uvicorn re-raises SIGTERM once shut down; systemd counts death by SIGTERM as a clean stop.
+    assert returncode in (0, -signal.SIGTERM), log
+    assert "storage closed" in log
+    assert re.search(r"coffee_ranker\.access: POST /shops/[0-9a-f]{32}/photos 201 \d+\.\dms", log), log

@@ -1,0 +1,140 @@
+"""Settings: every missing or invalid RANKER_* variable is named in a clear, one-line error."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from coffee_ranker.settings import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, Settings, SettingsError
+
+
+@pytest.fixture
+def valid(tmp_path) -> dict:
+    return {
+        "RANKER_BUCKET": "coffee-photos",
+        "RANKER_AWS_REGION": "eu-central-1",
+        "RANKER_WRITE_TOKEN": "a-long-enough-write-token",
+        "RANKER_DB_PATH": str(tmp_path / "ranker.sqlite3"),
+    }
+
+
+def problems_of(environ: dict) -> list:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(environ)
+    return raised.value.problems
+
+
+def test_minimal_settings_take_the_documented_defaults(valid, tmp_path):
+    settings = Settings.from_env(valid)
+    assert settings.host == "0.0.0.0"
+    assert settings.port == DEFAULT_PORT == 11373
+    assert settings.max_upload_bytes == DEFAULT_MAX_UPLOAD_BYTES == 10 * 1024 * 1024
+    assert settings.storage_backend == "sqlite"
+    assert settings.db_path == str(tmp_path / "ranker.sqlite3")
+    assert settings.s3_endpoint_url is None
+    assert settings.media_base_url is None
+
+
+def test_every_variable_is_read(valid):
+    valid.update(
+        RANKER_S3_ENDPOINT_URL="http://127.0.0.1:5000/",
+        RANKER_HOST="127.0.0.1",
+        RANKER_PORT="8080",
+        RANKER_MAX_UPLOAD_BYTES="1024",
+        RANKER_MEDIA_BASE_URL="https://media.example.org/",
+        RANKER_DYNAMODB_TABLE="coffee-ranker",
+        RANKER_DYNAMODB_ENDPOINT_URL="http://127.0.0.1:5000",
+    )
+    settings = Settings.from_env(valid)
+    assert settings.s3_endpoint_url == "http://127.0.0.1:5000"
+    assert (settings.host, settings.port, settings.max_upload_bytes) == ("127.0.0.1", 8080, 1024)
+    assert settings.media_base_url == "https://media.example.org"
+    assert settings.storage_backend == "dynamodb"
+    assert settings.dynamodb_endpoint_url == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize("name", ["RANKER_BUCKET", "RANKER_AWS_REGION", "RANKER_WRITE_TOKEN"])
+@pytest.mark.parametrize("absent", ["unset", "empty"])
+def test_a_missing_required_variable_is_named(valid, name, absent):
+    if absent == "unset":
+        del valid[name]
+    else:
+        valid[name] = "  "
+    problems = problems_of(valid)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{name} is required")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("RANKER_BUCKET", "Not_A_Bucket", "not an S3 bucket name"),
+        ("RANKER_AWS_REGION", "europe", "not an AWS region"),
+        ("RANKER_WRITE_TOKEN", "short", "at least 16 characters"),
+        ("RANKER_WRITE_TOKEN", "has a space in it here", "printable ASCII"),
+        ("RANKER_S3_ENDPOINT_URL", "127.0.0.1:5000", "not an http:// or https:// URL"),
+        ("RANKER_MEDIA_BASE_URL", "ftp://media.example.org", "not an http:// or https:// URL"),
+        ("RANKER_DYNAMODB_TABLE", "x", "not a DynamoDB table name"),
+        ("RANKER_HOST", "not a host!", "neither an IP address nor a host name"),
+        ("RANKER_PORT", "eighty", "not a whole number"),
+        ("RANKER_PORT", "70000", "not a TCP port"),
+        ("RANKER_MAX_UPLOAD_BYTES", "0", "must be a positive number"),
+        ("RANKER_MAX_UPLOAD_BYTES", "10MB", "not a whole number"),
+        ("RANKER_DB_PATH", "/no/such/directory/ranker.sqlite3", "does not exist"),
+    ],
+)
+def test_an_invalid_variable_is_named_with_the_reason(valid, name, value, says):
+    valid[name] = value
+    problems = problems_of(valid)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{name} is invalid")
+    assert says in problems[0]
+
+
+def test_a_dynamodb_endpoint_without_a_table_is_refused(valid):
+    valid["RANKER_DYNAMODB_ENDPOINT_URL"] = "http://127.0.0.1:5000"
+    (problem,) = problems_of(valid)
+    assert problem.startswith("RANKER_DYNAMODB_ENDPOINT_URL is set but RANKER_DYNAMODB_TABLE is not")
+
+
+def test_the_db_path_is_not_needed_with_dynamodb(valid):
+    valid["RANKER_DB_PATH"] = "/no/such/directory/ranker.sqlite3"
+    valid["RANKER_DYNAMODB_TABLE"] = "coffee-ranker"
+    assert Settings.from_env(valid).storage_backend == "dynamodb"
+
+
+def test_the_default_db_path_needs_its_directory(valid):
+    del valid["RANKER_DB_PATH"]
+    if os.path.isdir("/var/lib/coffee-ranker"):
+        pytest.skip("this machine has the default state directory")
+    (problem,) = problems_of(valid)
+    assert problem.startswith("RANKER_DB_PATH is not set and the directory of its default")
+
+
+def test_all_problems_are_reported_at_once():
+    problems = problems_of({"RANKER_PORT": "0", "RANKER_DB_PATH": "/tmp/x.sqlite3"})
+    named = sorted(problem.split()[0] for problem in problems)
+    assert named == ["RANKER_AWS_REGION", "RANKER_BUCKET", "RANKER_PORT", "RANKER_WRITE_TOKEN"]
+
+
+def test_the_token_never_appears_in_the_settings_repr(valid):
+    assert valid["RANKER_WRITE_TOKEN"] not in repr(Settings.from_env(valid))
+
+
+def test_the_command_exits_with_one_line_per_bad_variable_and_no_traceback(tmp_path):
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("RANKER_")}
+    environ.update(RANKER_BUCKET="coffee-photos", RANKER_PORT="eighty", RANKER_DB_PATH=str(tmp_path / "x"))
+    finished = subprocess.run(
+        [sys.executable, "-m", "coffee_ranker"], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 2
+    lines = finished.stderr.strip().splitlines()
+    assert "Traceback" not in finished.stderr
+    assert lines == [
+        "coffee-ranker-api: configuration error: RANKER_AWS_REGION is required but not set "
+        "(the AWS region, e.g. eu-west-1)",
+        "coffee-ranker-api: configuration error: RANKER_WRITE_TOKEN is required but not set "
+        "(the bearer token that authorises writes)",
+        "coffee-ranker-api: configuration error: RANKER_PORT is invalid: 'eighty' is not a whole number",
+    ]
