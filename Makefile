@@ -1,8 +1,9 @@
 # Operator and developer entry points. Every target bootstraps what it needs (the .venv first).
-#   make demo       the whole site.yml on the embedded sandbox (moto + local hosts)
+#   make demo       the whole site.yml on the embedded sandbox (embedded AWS + local hosts), then a summary
 #   make test       everything CI runs (.ci/run calls it)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
@@ -11,44 +12,79 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SANDBOX_INVENTORY := inventory/sandbox
-PLAYBOOK := $(BIN)/ansible-playbook -i $(SANDBOX_INVENTORY)
+PLAYBOOK := ansible-playbook -i $(SANDBOX_INVENTORY)
+# Python of the hosts a wheelhouse is built for (make wheelhouse PYTHON_VERSION=3.8).
+PYTHON_VERSION ?= 3.8
+# Debian releases the configure roles are tested on (molecule `default`), as sandbox/hosts suites.
+TEST_SUITES ?= bookworm bullseye
 
-.PHONY: help venv provision down test lint test-playbooks test-molecule
+.PHONY: help venv host-deps vm-deps provision demo down wheelhouse bench lint test \
+	test-service test-playbooks test-sandbox test-molecule
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
 
 #   make venv       create .venv with the pinned tooling (requirements.txt)
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt service/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
+# Debian packages of the sandbox hosts (nspawn) and of the VMs (qemu): installs only what is missing.
+host-deps:
+	sandbox/install-host-deps
+vm-deps:
+	sandbox/install-vm-deps
+
 #   make provision  start the embedded AWS and run playbooks/provision.yml against it
-provision: venv
+provision: venv host-deps
 	sandbox/embedded-aws start
 	$(PLAYBOOK) playbooks/provision.yml
 
-#   make down       tear everything down (bucket included), then stop the sandbox
+#   make demo       site.yml end to end on the sandbox, then a summary (again: changed=0)
+demo: venv host-deps
+	started=$$(date +%s)
+	sandbox/embedded-aws start
+	$(PLAYBOOK) site.yml
+	echo "make demo: done in $$(( $$(date +%s) - started )) s. Remove everything with: make down"
+
+#   make down       tear everything down (bucket and table included), then stop the sandbox
 down: venv
 	if sandbox/embedded-aws status >/dev/null; then \
 	  $(PLAYBOOK) playbooks/teardown.yml -e teardown_delete_data=true; \
 	fi
+	if [[ -x sandbox/hosts ]]; then sandbox/hosts cleanup; fi
 	sandbox/embedded-aws stop
+
+#   make wheelhouse PYTHON_VERSION=3.8   the service and its dependencies as wheels for that Python
+wheelhouse: venv
+	service/tools/build-wheelhouse $(PYTHON_VERSION)
+
+#   make bench      benchmarks: the service on loopback (prints tables)
+bench: venv
+	python service/bench/bench.py
 
 #   make lint       yamllint, ansible-lint (production profile), ruff
 lint: venv
 	yamllint --strict .
 	ansible-lint --nocolor
-	ruff check .
-	ruff format --check .
+	ruff check . sandbox/hosts sandbox/vms
+	ruff format --check . sandbox/hosts sandbox/vms
+	service/tools/check-python38
+
+test-service: venv
+	pytest -q -p no:cacheprovider service/tests
 
 test-playbooks: venv
-	pytest -q tests/playbooks
+	pytest -q -p no:cacheprovider tests/playbooks
 
-test-molecule: venv
+test-sandbox: venv host-deps
+	pytest -q -p no:cacheprovider tests/sandbox/test_hosts.py
+
+test-molecule: venv host-deps
 	molecule test -s provision
+	for suite in $(TEST_SUITES); do SANDBOX_SUITE=$$suite molecule test -s default; done
 
-test: lint test-playbooks test-molecule
+test: lint test-service test-playbooks test-sandbox test-molecule

@@ -83,6 +83,10 @@ class EmbeddedAws:
         )
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "vm: boots qemu VMs (slow; SANDBOX_VM_TESTS=1 runs them)")
+
+
 @pytest.fixture(scope="session")
 def embedded_aws():
     """A moto server of our own on a free loopback port, stopped by its PID at the end."""

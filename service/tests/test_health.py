@@ -1,6 +1,7 @@
 """Liveness, readiness and the access log."""
 
 import logging
+import time
 
 import httpx
 
@@ -47,10 +48,19 @@ def test_not_ready_when_the_database_is_gone(settings, aws, storage):
         assert problem["checks"] == {"database": "unavailable", "bucket": "ok"}
 
 
+def access_records(caplog) -> list:
+    return [r for r in caplog.records if r.name == "coffee_ranker.access"]
+
+
 def test_each_request_is_logged_with_method_path_status_and_duration(client, caplog):
     with caplog.at_level(logging.INFO, logger="coffee_ranker.access"):
         client.get("/shops/" + "1" * 32)
-    (record,) = [r for r in caplog.records if r.name == "coffee_ranker.access"]
+        # The server thread writes the line once the response is sent, which can be after the client
+        # has it: wait for it briefly rather than race it.
+        deadline = time.monotonic() + 5
+        while not access_records(caplog) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    (record,) = access_records(caplog)
     method, path, status, duration = record.getMessage().split()
     assert (method, path, status) == ("GET", "/shops/" + "1" * 32, "404")
     assert duration.endswith("ms")

@@ -6,9 +6,9 @@ import re
 
 import testinfra.utils.ansible_runner
 
-testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
-    os.environ["MOLECULE_INVENTORY_FILE"]
-).get_hosts("api_servers")
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts(
+    "api_servers"
+)
 
 UNIT = "coffee-ranker-api.service"
 PORT = 11373
@@ -68,9 +68,11 @@ def test_firewall_is_active_with_exactly_the_intended_rules(host):
     status = host.check_output("ufw status verbose")
     assert "Status: active" in status
     assert re.search(r"Default: deny \(incoming\), allow \(outgoing\)", status)
+    lines = status.splitlines()
+    table = lines[[line.startswith("--") for line in lines].index(True) + 1 :]
     rules = set()
-    for line in status.split("\n--")[1].splitlines():
-        line = line.split("#")[0].strip()
+    for line in table:
+        line = line.split("#")[0].strip()  # without the rule's comment
         if line:
             to, action, source = re.split(r"\s{2,}", line)
             rules.add((to, action, source))
@@ -82,9 +84,7 @@ def test_firewall_is_active_with_exactly_the_intended_rules(host):
 
 
 def test_sshd_refuses_passwords_and_root(host):
-    effective = dict(
-        line.split(" ", 1) for line in host.check_output("sshd -T").splitlines() if " " in line
-    )
+    effective = dict(line.split(" ", 1) for line in host.check_output("sshd -T").splitlines() if " " in line)
     assert effective["passwordauthentication"] == "no"
     assert effective["permitrootlogin"] == "no"
 

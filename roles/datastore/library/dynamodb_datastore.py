@@ -93,7 +93,9 @@ def ensure_present(module, client):
                 PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": pitr_wanted},
             )
 
-    current = {t["Key"]: t["Value"] for t in client.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags", [])}
+    current = {
+        t["Key"]: t["Value"] for t in client.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags", [])
+    }
     wanted = {k: str(v) for k, v in params["tags"].items()}
     if current != wanted:
         changed = True
@@ -102,7 +104,9 @@ def ensure_present(module, client):
             if stale:
                 client.untag_resource(ResourceArn=table["TableArn"], TagKeys=stale)
             if wanted:
-                client.tag_resource(ResourceArn=table["TableArn"], Tags=[{"Key": k, "Value": v} for k, v in wanted.items()])
+                client.tag_resource(
+                    ResourceArn=table["TableArn"], Tags=[{"Key": k, "Value": v} for k, v in wanted.items()]
+                )
 
     for warning in warnings:
         module.warn(warning)

@@ -1,0 +1,222 @@
+"""sandbox/vms boots qemu VMs that behave like fresh EC2 instances of an Ubuntu cloud image.
+
+These tests boot one real VM (qemu TCG, about a minute), so they run only when SANDBOX_VM_TESTS=1 and as
+root. They share the machine's sandbox: they begin and end with `sandbox/vms cleanup`, which stops every
+sandbox VM. The first run builds the disk image (a few minutes); later runs reuse the cache.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VMS = REPO_ROOT / "sandbox" / "vms"
+STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR") or REPO_ROOT / ".sandbox").resolve()
+VMS_DIR = STATE_DIR / "vms"
+NAME = "coffee-ranker-i-0a1b2c3d4e5f60718"  # as the lead's inventory names them: project and instance id
+
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.skipif(
+        os.environ.get("SANDBOX_VM_TESTS") != "1",
+        reason="boots a qemu VM (about a minute, TCG): set SANDBOX_VM_TESTS=1 to run",
+    ),
+    pytest.mark.skipif(os.geteuid() != 0, reason="sandbox VMs need root (image build, root-owned state)"),
+    pytest.mark.skipif(
+        shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86_64 is missing: run sandbox/install-vm-deps"
+    ),
+]
+
+
+def vms(*arguments: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(VMS), *arguments], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"sandbox/vms {' '.join(arguments)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+def start(name: str, public_key: Path, *extra: str) -> dict:
+    lines = vms("start", name, "--public-key", str(public_key), *extra).stdout.splitlines()
+    assert len(lines) == 1, f"start must print exactly one line on stdout, printed {lines}"
+    return json.loads(lines[0])
+
+
+def ssh(vm: dict, key: Path, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            "ssh",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+            str(key),
+            "-p",
+            str(vm["port"]),
+            f"{vm['user']}@{vm['address']}",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def record_of(name: str) -> dict:
+    return json.loads((VMS_DIR / name / "host.json").read_text())
+
+
+def traces() -> list[str]:
+    """Everything a VM can leave on the machine; empty when no VM runs and none was left behind."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("qemu-system") and str(VMS_DIR) in cmdline:
+                found.append(f"process {entry.name}: {cmdline}")
+    if VMS_DIR.is_dir():
+        found += [f"state {entry}" for entry in VMS_DIR.iterdir() if entry.name != ".lock"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory) -> Path:
+    vms("cleanup")
+    private_key = tmp_path_factory.mktemp("ssh") / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pytest@sandbox-vm", "-f", str(private_key)], check=True
+    )
+    yield private_key
+    vms("cleanup")
+
+
+@pytest.fixture(scope="module")
+def vm(key) -> dict:
+    return start(NAME, key.with_suffix(".pub"))
+
+
+def test_start_prints_the_vm_as_json_and_records_it(vm):
+    assert vm == {"name": NAME, "address": "127.0.0.1", "port": vm["port"], "user": "ubuntu", "suite": "bookworm"}
+    record = record_of(NAME)
+    # The fields the sandbox inventory reads: where to SSH to, and where the VM finds this machine.
+    assert (record["address"], record["port"], record["gateway"]) == ("127.0.0.1", vm["port"], "10.0.2.2")
+    assert Path(f"/proc/{record['pid']}/cmdline").read_bytes().startswith(b"qemu-system-x86_64")
+    assert vms("address", NAME).stdout.strip() == "127.0.0.1"
+    assert vms("port", NAME).stdout.strip() == str(vm["port"])
+    assert vm in json.loads(vms("list").stdout)
+
+
+def test_ubuntu_logs_in_with_the_given_key_and_has_passwordless_sudo(vm, key):
+    result = ssh(vm, key, "sudo -n true && whoami && cat ~/.ssh/authorized_keys")
+    assert result.returncode == 0, result.stderr
+    user, *authorized_keys = result.stdout.splitlines()
+    assert user == "ubuntu"
+    assert authorized_keys == [key.with_suffix(".pub").read_text().strip()]
+
+
+def test_vm_boots_like_a_cloud_instance(vm, key):
+    # is-system-running waits for the boot to finish; "degraded" is what many cloud images report too.
+    state = ssh(vm, key, "systemctl is-system-running --wait").stdout.strip()
+    assert state in ("running", "degraded"), ssh(vm, key, "systemctl --failed --no-legend").stdout
+    result = ssh(
+        vm,
+        key,
+        "hostname && getent hosts $(hostname) && systemd-detect-virt && cloud-init status "
+        "&& sudo cloud-init query instance_id",
+    )
+    assert result.returncode == 0, result.stderr
+    hostname, resolved, virtualisation, cloud_init, instance_id = result.stdout.splitlines()
+    assert hostname == NAME
+    assert resolved.split()[-1] == NAME
+    assert virtualisation == "qemu"  # a real VM with its own kernel, not a container
+    assert cloud_init == "status: done"
+    assert instance_id == NAME
+
+
+def test_the_given_host_keys_are_the_vm_own_and_recorded(vm, key):
+    machine_id, host_key = ssh(vm, key, "cat /etc/machine-id /etc/ssh/ssh_host_ed25519_key.pub").stdout.splitlines()
+    assert len(machine_id) == 32
+    known_hosts = (VMS_DIR / NAME / "known_hosts").read_text()
+    assert f"[127.0.0.1]:{vm['port']} {' '.join(host_key.split()[:2])}" in known_hosts.splitlines()
+
+
+def test_the_vm_reaches_this_machines_loopback_through_the_gateway(vm, key):
+    token = f"reached from the VM {time.time()}"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(token.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # loopback only, like the embedded AWS
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gateway = record_of(NAME)["gateway"]
+        result = ssh(vm, key, f"curl --silent --show-error --max-time 30 http://{gateway}:{server.server_port}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == token
+
+
+def test_starting_a_running_vm_changes_nothing(vm, key):
+    pid_before = record_of(NAME)["pid"]
+    assert start(NAME, key.with_suffix(".pub")) == vm
+    assert record_of(NAME)["pid"] == pid_before
+
+
+def test_stop_removes_every_trace(vm, key):
+    overlay = Path(record_of(NAME)["overlay"])
+    assert overlay.exists()
+    vms("stop", NAME)
+    assert vms("address", NAME, check=False).returncode == 1
+    assert not overlay.exists()
+    assert not (VMS_DIR / NAME).exists()
+    assert traces() == []
+    assert json.loads(vms("list").stdout) == []
+    vms("stop", "--all")  # safe when nothing runs
+    vms("stop", "never-started")
+
+
+def test_cleanup_after_a_killed_start_leaves_nothing(key):
+    starting = subprocess.Popen(
+        [str(VMS), "start", "pytest-killed", "--public-key", str(key.with_suffix(".pub"))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (VMS_DIR / "pytest-killed" / "host.json").exists() or "pid" not in record_of("pytest-killed"):
+            assert starting.poll() is None, "start ended before it launched qemu"
+            assert time.monotonic() < deadline, "start did not launch qemu within a minute"
+            time.sleep(0.2)
+    finally:
+        starting.kill()  # the start command and its VM die, as when a CI job is cancelled
+        starting.wait()
+    os.kill(record_of("pytest-killed")["pid"], signal.SIGKILL)
+    vms("cleanup")
+    assert traces() == []
