@@ -62,9 +62,10 @@ down: venv
 wheelhouse: venv
 	service/tools/build-wheelhouse $(PYTHON_VERSION)
 
-#   make bench      benchmarks: the service on loopback (prints tables)
-bench: venv
+#   make bench      benchmarks: the service on loopback, site.yml on the sandbox (prints tables)
+bench: venv host-deps
 	python service/bench/bench.py
+	python bench/site_bench.py
 
 #   make lint       yamllint, ansible-lint (production profile), ruff
 lint: venv
@@ -78,7 +79,7 @@ test-service: venv
 	pytest -q -p no:cacheprovider service/tests
 
 test-playbooks: venv
-	pytest -q -p no:cacheprovider tests/playbooks
+	pytest -q -p no:cacheprovider tests/playbooks tests/roles
 
 test-sandbox: venv host-deps
 	pytest -q -p no:cacheprovider tests/sandbox/test_hosts.py

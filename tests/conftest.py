@@ -150,9 +150,11 @@ def run_playbook(aws, tmp_path):
     (inventory / "hosts.yml").write_text("all: {}\n")
     secrets = tmp_path / "secrets"
 
-    def run(playbook: str, *args: str, extra_vars: dict | None = None) -> PlaybookRun:
+    def run(playbook: str, *args: str, extra_vars: dict | None = None, boot_hosts: bool = False) -> PlaybookRun:
+        """boot_hosts: give instances sandbox hosts (root, nspawn); most tests need only the AWS side."""
         command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / playbook)]
-        command += ["-e", json.dumps({"controller_secrets_dir": str(secrets), **(extra_vars or {})}), *args]
+        variables = {"controller_secrets_dir": str(secrets), "sandbox_enabled": boot_hosts, **(extra_vars or {})}
+        command += ["-e", json.dumps(variables), *args]
         env = dict(os.environ, SANDBOX_AWS_ENDPOINT=aws.endpoint, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
         env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -47,7 +47,7 @@ def test_several_instances_without_the_shared_datastore_are_refused(run_playbook
     result = run_playbook("playbooks/provision.yml", extra_vars={"api_instance_count": 3, "api_datastore": "sqlite"})
 
     assert result.returncode != 0
-    assert "api_instance_count 3 needs api_datastore 'dynamodb'" in result.text
+    assert "api_instance_count 3 needs api_datastore=dynamodb" in result.text
     assert aws.is_empty()
 
 
