@@ -18,7 +18,7 @@ PYTHON_VERSION ?= 3.8
 # Debian releases the configure roles are tested on (molecule `default`), as sandbox/hosts suites.
 TEST_SUITES ?= bookworm bullseye
 
-.PHONY: help venv host-deps vm-deps provision demo down wheelhouse bench lint test \
+.PHONY: help venv host-deps vm-deps provision demo down deploy reprovision wheelhouse bench lint test \
 	test-service test-playbooks test-sandbox test-molecule
 
 help:
@@ -58,6 +58,15 @@ down: venv
 	if [[ -x sandbox/hosts ]]; then sandbox/hosts cleanup; fi
 	sandbox/embedded-aws stop
 
+#   make deploy     redeploy the service to the sandbox's instances, one host at a time
+deploy: venv
+	$(PLAYBOOK) playbooks/deploy.yml
+
+#   make reprovision   replace every sandbox instance with a fresh one, oldest first, one at a time
+reprovision: venv host-deps
+	count=$$(ansible-inventory -i $(SANDBOX_INVENTORY) --list | python -c 'import json, sys; print(len(json.load(sys.stdin).get("api_servers", {}).get("hosts", [])))')
+	for _ in $$(seq "$$count"); do $(PLAYBOOK) playbooks/reprovision.yml; done
+
 #   make wheelhouse PYTHON_VERSION=3.8   the service and its dependencies as wheels for that Python
 wheelhouse: venv
 	service/tools/build-wheelhouse $(PYTHON_VERSION)
@@ -87,5 +96,6 @@ test-sandbox: venv host-deps
 test-molecule: venv host-deps
 	molecule test -s provision
 	for suite in $(TEST_SUITES); do SANDBOX_SUITE=$$suite molecule test -s default; done
+	molecule test -s site
 
 test: lint test-service test-playbooks test-sandbox test-molecule

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_cli import SandboxTool, ssh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOSTS = REPO_ROOT / "sandbox" / "hosts"
@@ -36,47 +37,9 @@ pytestmark = [
     ),
 ]
 
-
-def hosts(*arguments: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(HOSTS), *arguments], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"sandbox/hosts {' '.join(arguments)} exited {result.returncode}:\n{result.stderr}")
-    return result
-
-
-def start(name: str, public_key: Path, *extra: str) -> dict:
-    lines = hosts("start", name, "--public-key", str(public_key), *extra).stdout.splitlines()
-    assert len(lines) == 1, f"start must print exactly one line on stdout, printed {lines}"
-    return json.loads(lines[0])
-
-
-def ssh(host: dict, key: Path, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "ssh",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-            str(key),
-            f"{host['user']}@{host['address']}",
-            command,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def record_of(name: str) -> dict:
-    return json.loads((HOSTS_DIR / name / "host.json").read_text())
+hosts = SandboxTool(HOSTS, HOSTS_DIR, timeout=600)
+start = hosts.start
+record_of = hosts.record_of
 
 
 def host_traces(name: str) -> list[str]:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_cli import SandboxTool, ssh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VMS = REPO_ROOT / "sandbox" / "vms"
@@ -37,49 +38,9 @@ pytestmark = [
     ),
 ]
 
-
-def vms(*arguments: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(VMS), *arguments], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"sandbox/vms {' '.join(arguments)} exited {result.returncode}:\n{result.stderr}")
-    return result
-
-
-def start(name: str, public_key: Path, *extra: str) -> dict:
-    lines = vms("start", name, "--public-key", str(public_key), *extra).stdout.splitlines()
-    assert len(lines) == 1, f"start must print exactly one line on stdout, printed {lines}"
-    return json.loads(lines[0])
-
-
-def ssh(vm: dict, key: Path, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "ssh",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=20",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-            str(key),
-            "-p",
-            str(vm["port"]),
-            f"{vm['user']}@{vm['address']}",
-            command,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def record_of(name: str) -> dict:
-    return json.loads((VMS_DIR / name / "host.json").read_text())
+vms = SandboxTool(VMS, VMS_DIR, timeout=900)
+start = vms.start
+record_of = vms.record_of
 
 
 def traces() -> list[str]:
