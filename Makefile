@@ -19,7 +19,7 @@ PYTHON_VERSION ?= 3.8
 TEST_SUITES ?= bookworm bullseye
 
 .PHONY: help venv host-deps vm-deps provision demo down deploy reprovision wheelhouse bench lint test \
-	test-service test-playbooks test-sandbox test-molecule
+	test-service test-playbooks test-sandbox test-molecule test-molecule-vm
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -98,4 +98,9 @@ test-molecule: venv host-deps
 	for suite in $(TEST_SUITES); do SANDBOX_SUITE=$$suite molecule test -s default; done
 	molecule test -s site
 
-test: lint test-service test-playbooks test-sandbox test-molecule
+# The whole site on a qemu VM (molecule `vm`): minutes under TCG, so it has a target of its own.
+test-molecule-vm: venv vm-deps
+	SANDBOX_VM_TESTS=1 pytest -q -p no:cacheprovider tests/sandbox/test_vms.py
+	molecule test -s vm
+
+test: lint test-service test-playbooks test-sandbox test-molecule test-molecule-vm

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -76,10 +77,24 @@ def vm(key) -> dict:
 
 
 def test_start_prints_the_vm_as_json_and_records_it(vm):
-    assert vm == {"name": NAME, "address": "127.0.0.1", "port": vm["port"], "user": "ubuntu", "suite": "bookworm"}
+    assert vm == {
+        "name": NAME,
+        "address": "127.0.0.1",
+        "port": vm["port"],
+        "api_port": vm["api_port"],
+        "user": "ubuntu",
+        "suite": "bookworm",
+    }
+    assert vm["api_port"] != vm["port"]
     record = record_of(NAME)
-    # The fields the sandbox inventory reads: where to SSH to, and where the VM finds this machine.
-    assert (record["address"], record["port"], record["gateway"]) == ("127.0.0.1", vm["port"], "10.0.2.2")
+    # The fields the sandbox inventory reads: where to SSH to, where clients reach the API, and where the
+    # VM finds this machine.
+    assert (record["address"], record["port"], record["api_port"], record["gateway"]) == (
+        "127.0.0.1",
+        vm["port"],
+        vm["api_port"],
+        "10.0.2.2",
+    )
     assert Path(f"/proc/{record['pid']}/cmdline").read_bytes().startswith(b"qemu-system-x86_64")
     assert vms("address", NAME).stdout.strip() == "127.0.0.1"
     assert vms("port", NAME).stdout.strip() == str(vm["port"])
@@ -142,6 +157,27 @@ def test_the_vm_reaches_this_machines_loopback_through_the_gateway(vm, key):
         server.server_close()
     assert result.returncode == 0, result.stderr
     assert result.stdout == token
+
+
+def test_the_api_port_of_the_vm_is_forwarded_to_its_own_loopback_port(vm, key):
+    # Whatever listens on the guest's port 11373 (the API's) answers on 127.0.0.1:<api_port> here.
+    token = f"served by the VM {time.time()}"
+    serve = (
+        f"mkdir -p /tmp/api-probe && printf %s '{token}' > /tmp/api-probe/index.html && "
+        "cd /tmp/api-probe && (setsid python3 -m http.server 11373 >/dev/null 2>&1 & echo $! > pid)"
+    )
+    assert ssh(vm, key, serve).returncode == 0
+    try:
+        body = None
+        for _ in range(40):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{vm['api_port']}/", timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+    finally:
+        ssh(vm, key, "kill $(cat /tmp/api-probe/pid); rm -rf /tmp/api-probe")
+    assert body == token
 
 
 def test_starting_a_running_vm_changes_nothing(vm, key):
