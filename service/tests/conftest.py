@@ -14,11 +14,11 @@ from tests.support import (
     AUTH,
     BUCKET,
     REGION,
-    WRITE_TOKEN,
     EmbeddedAws,
     create_table,
     public_read_policy,
     serve_in_thread,
+    service_environ,
 )
 
 # Hypothesis keeps its examples in service/.hypothesis, wherever pytest is started from.
@@ -63,13 +63,7 @@ def aws(_dummy_aws_credentials):
 
 
 def settings_for(backend: str, aws: EmbeddedAws, tmp_path, **overrides: str) -> Settings:
-    environ = {
-        "RANKER_BUCKET": BUCKET,
-        "RANKER_AWS_REGION": REGION,
-        "RANKER_WRITE_TOKEN": WRITE_TOKEN,
-        "RANKER_S3_ENDPOINT_URL": aws.endpoint,
-        "RANKER_DB_PATH": str(tmp_path / "ranker.sqlite3"),
-    }
+    environ = service_environ(aws.endpoint, tmp_path)
     if backend == "dynamodb":
         table = f"ranker-{uuid.uuid4().hex[:12]}"
         create_table(aws.client("dynamodb"), table)

@@ -3,10 +3,13 @@
 import contextlib
 import json
 import socket
+import subprocess
 import threading
 import time
-from typing import Iterator
+from pathlib import Path
+from typing import Dict, Iterator
 
+import httpx
 import uvicorn
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
@@ -129,3 +132,28 @@ def multipart(field: str, filename: str, content_type: str, data: bytes, boundar
         + f"\r\n--{boundary}--\r\n".encode()
     )
     return body, f"multipart/form-data; boundary={boundary}"
+
+
+def service_environ(endpoint: str, tmp_path) -> Dict[str, str]:
+    """The RANKER_* settings of a service on the embedded AWS, with SQLite in ``tmp_path``."""
+    return {
+        "RANKER_BUCKET": BUCKET,
+        "RANKER_AWS_REGION": REGION,
+        "RANKER_WRITE_TOKEN": WRITE_TOKEN,
+        "RANKER_S3_ENDPOINT_URL": endpoint,
+        "RANKER_DB_PATH": str(tmp_path / "ranker.sqlite3"),
+    }
+
+
+def wait_until_ready(process: subprocess.Popen, url: str, log_path, timeout: float = 30) -> None:
+    """Poll /readyz of a service subprocess until it answers 200; fail with its log if it dies or stalls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, Path(log_path).read_text()
+        assert time.monotonic() < deadline, f"the service did not become ready:\n{Path(log_path).read_text()}"
+        time.sleep(0.1)

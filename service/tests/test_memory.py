@@ -3,12 +3,11 @@
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from tests.support import AUTH, BUCKET, JPEG_BYTES, REGION, WRITE_TOKEN, free_port
+from tests.support import AUTH, BUCKET, JPEG_BYTES, free_port, service_environ, wait_until_ready
 
 MiB = 1024 * 1024
 UPLOAD_BYTES = 100 * MiB
@@ -35,11 +34,7 @@ def service_process(aws, tmp_path):
     spool.mkdir()
     environ = {
         **os.environ,
-        "RANKER_BUCKET": BUCKET,
-        "RANKER_AWS_REGION": REGION,
-        "RANKER_WRITE_TOKEN": WRITE_TOKEN,
-        "RANKER_S3_ENDPOINT_URL": aws.endpoint,
-        "RANKER_DB_PATH": str(tmp_path / "ranker.sqlite3"),
+        **service_environ(aws.endpoint, tmp_path),
         "RANKER_HOST": "127.0.0.1",
         "TMPDIR": str(spool),
         "RANKER_PORT": str(port),
@@ -52,16 +47,7 @@ def service_process(aws, tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (tmp_path / "service.log").read_text()
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(process, url, tmp_path / "service.log")
         yield process, url, spool
     finally:
         process.terminate()

@@ -12,13 +12,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import AUTH, BUCKET, JPEG_BYTES, REGION, WRITE_TOKEN, free_port, multipart
+from tests.support import AUTH, JPEG_BYTES, free_port, multipart, service_environ, wait_until_ready
 
 SERVICE = Path(__file__).resolve().parent.parent
 LOCK = SERVICE / "requirements.lock"
@@ -114,11 +113,7 @@ def test_the_wheelhouse_installs_offline_and_serves_under_python_3_8(aws, tmp_pa
     port = free_port()
     environ = {
         **os.environ,
-        "RANKER_BUCKET": BUCKET,
-        "RANKER_AWS_REGION": REGION,
-        "RANKER_WRITE_TOKEN": WRITE_TOKEN,
-        "RANKER_S3_ENDPOINT_URL": aws.endpoint,
-        "RANKER_DB_PATH": str(tmp_path / "ranker.sqlite3"),
+        **service_environ(aws.endpoint, tmp_path),
         "RANKER_HOST": "127.0.0.1",
         "RANKER_PORT": str(port),
     }
@@ -129,16 +124,7 @@ def test_the_wheelhouse_installs_offline_and_serves_under_python_3_8(aws, tmp_pa
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+        wait_until_ready(process, url, log_path)
         with httpx.Client(base_url=url) as client:
             shop = client.post(
                 "/shops", json={"name": "Old Faithful", "address": "Bionic Road"}, headers=AUTH
