@@ -27,8 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PROJECT = "ranker-bench"
 
-# Stock Ansible: no pipelining, a new SSH connection per task, facts gathered by every play.
+# Stock Ansible: the linear strategy without Mitogen, no pipelining, a new SSH connection per task,
+# facts gathered by every play.
 STOCK_SETTINGS = {
+    "ANSIBLE_STRATEGY": "linear",
     "ANSIBLE_PIPELINING": "False",
     "ANSIBLE_SSH_ARGS": "-o ControlMaster=no -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
     "ANSIBLE_GATHERING": "implicit",

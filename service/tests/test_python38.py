@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import httpx
@@ -102,13 +103,23 @@ def test_the_wheelhouse_installs_offline_and_serves_under_python_3_8(aws, tmp_pa
     )  # fmt: skip
     assert "up to date" in again.stdout, "a second run with nothing changed rebuilds nothing"
 
+    # The archive a host gets holds exactly the wheelhouse.
+    with tarfile.open(f"{wheelhouse}.tar") as archive:
+        archived = {Path(name).name for name in archive.getnames() if name not in (".", "./")}
+    assert archived == {path.name for path in wheelhouse.iterdir()}
+
+    # As roles/api_service installs: a venv without pip, then the wheelhouse's pip, run from its wheel,
+    # installs itself and the service.
     venv = tmp_path / "venv"
-    subprocess.run([PYTHON38, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([PYTHON38, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    (pip_wheel,) = wheelhouse.glob("pip-*.whl")
     subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-         "--no-index", "--find-links", str(wheelhouse), "coffee-ranker-api"],
+        [str(venv / "bin" / "python"), f"{pip_wheel}/pip", "install", "--quiet",
+         "--disable-pip-version-check", "--no-index", "--only-binary=:all:", "--find-links", str(wheelhouse),
+         "pip", "coffee-ranker-api"],
         check=True, timeout=300, env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
     )  # fmt: skip
+    assert (venv / "bin" / "pip").exists()
 
     port = free_port()
     environ = {
