@@ -18,6 +18,8 @@ BAD_INPUTS = [
     ("api_port", 80, "from 1024 to 65535"),
     ("api_port", "eleven", "unable to convert to int"),
     ("ubuntu_release", "16.04", "value of ubuntu_release must be one of"),
+    ("instance_distribution", "centos", "value of instance_distribution must be one of"),
+    ("debian_release", "10", "value of debian_release must be one of"),
     ("api_instance_count", 0, "from 1 to 10"),
     ("api_instance_count", 40, "from 1 to 10"),
     ("aws_region", "useast1", "look like an AWS region"),

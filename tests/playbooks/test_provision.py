@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PROJECT = "ranker-pytest"
 VARS = {"project_name": PROJECT}
 VENV_BIN = Path(sys.executable).parent
@@ -57,6 +59,32 @@ def test_a_lost_private_key_is_replaced_loudly(run_playbook, aws):
     ec2.delete_key_pair(KeyName="fingerprint-probe")
     assert new_fingerprint != old_fingerprint
     assert new_fingerprint == probe["KeyFingerprint"]
+
+
+@pytest.mark.parametrize(
+    ("choice", "name_pattern"),
+    [
+        ({}, "ubuntu/images/hvm-ssd*/ubuntu-*-18.04-amd64-server-*"),
+        ({"ubuntu_release": "24.04"}, "ubuntu/images/hvm-ssd*/ubuntu-*-24.04-amd64-server-*"),
+        ({"instance_distribution": "debian", "debian_release": "12"}, "debian-12-amd64-*"),
+    ],
+    ids=["default-ubuntu-18.04", "ubuntu-24.04", "debian-12"],
+)
+def test_the_instance_runs_the_newest_image_of_the_chosen_release(run_playbook, aws, choice, name_pattern):
+    result = run_playbook("playbooks/provision.yml", extra_vars={**VARS, **choice})
+    assert result.returncode == 0, result.output[-3000:]
+
+    ec2 = aws.client("ec2")
+    owner = "136693071363" if choice.get("instance_distribution") == "debian" else "099720109477"
+    images = ec2.describe_images(Owners=[owner], Filters=[{"Name": "name", "Values": [name_pattern]}])["Images"]
+    assert len(images) > 1, "the sandbox's image list must offer a choice"
+    newest = max(images, key=lambda image: image["CreationDate"])
+    (instance,) = [
+        i
+        for r in ec2.describe_instances(Filters=[{"Name": "tag:Project", "Values": [PROJECT]}])["Reservations"]
+        for i in r["Instances"]
+    ]
+    assert instance["ImageId"] == newest["ImageId"]
 
 
 def test_the_dynamic_inventory_finds_the_instances_by_tag(run_playbook, aws, tmp_path):

@@ -68,6 +68,7 @@ def test_firewall_is_active_with_exactly_the_intended_rules(host):
     status = host.check_output("ufw status verbose")
     assert "Status: active" in status
     assert re.search(r"Default: deny \(incoming\), allow \(outgoing\)", status)
+    assert "Logging: on (low)" in status
     lines = status.splitlines()
     table = lines[[line.startswith("--") for line in lines].index(True) + 1 :]
     rules = set()
