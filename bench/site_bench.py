@@ -27,10 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PROJECT = "ranker-bench"
 
-# Stock Ansible: the linear strategy without Mitogen, no pipelining, a new SSH connection per task,
-# facts gathered by every play.
+# Stock Ansible: no pipelining, a new SSH connection per task, facts gathered by every play.
 STOCK_SETTINGS = {
-    "ANSIBLE_STRATEGY": "linear",
     "ANSIBLE_PIPELINING": "False",
     "ANSIBLE_SSH_ARGS": "-o ControlMaster=no -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
     "ANSIBLE_GATHERING": "implicit",
