@@ -49,6 +49,12 @@ def test_environment_file_is_readable_by_the_service_group_only(host):
     assert 'RANKER_PORT="11373"' in env_file.content_string
 
 
+def test_configuration_folder_is_readable_by_the_service_group_only(host):
+    config = host.file("/etc/coffee-ranker")
+    assert config.is_directory
+    assert (config.user, config.group, config.mode) == ("root", "coffee-ranker", 0o750)
+
+
 def test_data_folder_belongs_to_the_service(host):
     data = host.file("/var/lib/coffee-ranker")
     assert data.is_directory
