@@ -93,6 +93,9 @@ def site(run_playbook, aws):
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # As in a terminal: a job started in the background by a non-interactive shell (a CI runner,
+            # `nohup ... &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         output, in_task, signalled = [], False, False
         try:
@@ -106,7 +109,19 @@ def site(run_playbook, aws):
                 # "TASK [role : name]": the role's argument check mentions the name too, so match all of it.
                 if line.startswith("TASK [") and line.split(" : ", 1)[-1].startswith(f"{after_task}]"):
                     in_task = True
-            output.append(process.communicate(timeout=120)[0])
+            # A Ctrl-C that lands while ansible-playbook forks a worker (it does so right after printing
+            # a task's banner, exactly when this sends it) can be lost: the KeyboardInterrupt is raised
+            # inside an at-fork hook of the logging module, where Python swallows it ("Exception
+            # ignored in ... _releaseLock"), and the run goes on. An operator presses Ctrl-C again;
+            # so does this, after a grace period in which a heeded interrupt ends the run.
+            for _ in range(3):
+                try:
+                    output.append(process.communicate(timeout=3 if signal_number == signal.SIGINT else 120)[0])
+                    break
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal_number)
+            else:
+                output.append(process.communicate(timeout=120)[0])
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
