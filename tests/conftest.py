@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +41,45 @@ class EmbeddedAws:
             aws_secret_access_key="testing",
         )
 
+    def s3control(self):
+        """S3 Control on this server: botocore puts the account id before the endpoint's host
+        (123456789012.127.0.0.1), a name that does not resolve; the request goes to the server itself."""
+        client = self.client("s3control")
+
+        def to_server(request, **_):
+            request.url = re.sub(r"//\d{12}\.", "//", request.url, count=1)
+            assert urllib.parse.urlsplit(request.url).hostname == "127.0.0.1", request.url  # no DNS lookup
+
+        client.meta.events.register("before-sign.s3-control", to_server)
+        return client
+
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
+
+    def _realism_call(self, path: str, document: dict | None = None) -> dict:
+        data = None if document is None else json.dumps(document).encode()
+        request = urllib.request.Request(
+            f"{self.endpoint}/_realism{path}", data=data, method="GET" if data is None else "POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def realism(self, **settings) -> dict:
+        """Merge settings into the unkind mode (delays in seconds, foreign_buckets, unoffered); the current ones."""
+        return self._realism_call("", settings if settings else None)["settings"]
+
+    def remove_default_vpc(self, region: str = "us-east-1") -> dict:
+        """Delete the region's default VPC (unkind mode only); what was deleted."""
+        return self._realism_call("/remove-default-vpc", {"region": region})
+
+    @property
+    def realism_enabled(self) -> bool:
+        """True when the server runs in the unkind mode (SANDBOX_AWS_REALISM=1)."""
+        try:
+            return self._realism_call("")["enabled"] is True
+        except (OSError, ValueError, KeyError, TypeError):  # plain moto has no /_realism
+            return False
 
     def project_resources(self, project: str) -> dict[str, list[str]]:
         """Everything tagged with the project (or named after it), by kind; empty lists when clean."""
@@ -87,14 +126,24 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "vm: boots qemu VMs (slow; SANDBOX_VM_TESTS=1 runs them)")
 
 
-@pytest.fixture(scope="session")
-def embedded_aws():
-    """A moto server of our own on a free loopback port, stopped by its PID at the end."""
+@contextlib.contextmanager
+def embedded_aws_server(realism: bool | None, **environment: str):
+    """A server of our own on a free loopback port, stopped by its PID at the end.
+
+    realism None: as SANDBOX_AWS_REALISM in the environment says (CI sets it). True or False: the unkind
+    mode or plain moto whatever the environment says, its SANDBOX_AWS_REALISM_* settings dropped (so
+    AWS's own delays) and `environment` added.
+    """
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = dict(os.environ, MOTO_AMIS_PATH=str(REPO / "sandbox" / "amis.json"))
+    if realism is not None:
+        env = {k: v for k, v in env.items() if not k.startswith("SANDBOX_AWS_REALISM")}
+        env.update(environment)
+        if realism:
+            env["SANDBOX_AWS_REALISM"] = "1"
     server = subprocess.Popen(
-        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, str(REPO / "sandbox" / "embedded_aws_server.py"), "-H", "127.0.0.1", "-p", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -113,6 +162,27 @@ def embedded_aws():
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def embedded_aws():
+    """The embedded AWS of most tests: unkind when SANDBOX_AWS_REALISM=1 (as in CI), else plain moto."""
+    with embedded_aws_server(realism=None) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def unkind_embedded_aws():
+    """The embedded AWS in its unkind mode with AWS's own delays, whatever the environment says."""
+    with embedded_aws_server(realism=True) as server:
+        yield server
+
+
+@pytest.fixture
+def unkind_aws(unkind_embedded_aws):
+    """The unkind embedded AWS, emptied before the test."""
+    unkind_embedded_aws.reset()
+    return unkind_embedded_aws
 
 
 @pytest.fixture
@@ -141,9 +211,8 @@ class PlaybookRun:
         raise AssertionError(f"no recap in output:\n{self.output[-3000:]}")
 
 
-@pytest.fixture
-def run_playbook(aws, tmp_path):
-    """Run a playbook of this repository against the embedded AWS, with a sandbox-like inventory."""
+def _playbook_runner(aws: EmbeddedAws, tmp_path: Path):
+    """Run a playbook of this repository against that embedded AWS, with a sandbox-like inventory."""
     inventory = tmp_path / "inventory"
     inventory.mkdir()
     (inventory / "group_vars").symlink_to(REPO / "inventory" / "sandbox" / "group_vars")
@@ -157,9 +226,21 @@ def run_playbook(aws, tmp_path):
         command += ["-e", json.dumps(variables), *args]
         env = dict(os.environ, SANDBOX_AWS_ENDPOINT=aws.endpoint, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
         env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
-        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
         return PlaybookRun(done.returncode, done.stdout + done.stderr)
 
     run.inventory = inventory
     run.secrets = secrets
     return run
+
+
+@pytest.fixture
+def run_playbook(aws, tmp_path):
+    """Run a playbook against the embedded AWS (`aws`)."""
+    return _playbook_runner(aws, tmp_path)
+
+
+@pytest.fixture
+def run_unkind_playbook(unkind_aws, tmp_path):
+    """Run a playbook against the unkind embedded AWS (`unkind_aws`)."""
+    return _playbook_runner(unkind_aws, tmp_path)

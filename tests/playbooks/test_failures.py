@@ -28,7 +28,7 @@ API_PORT = 11373
 UNIT = "coffee-ranker-api"
 
 # The last task of provisioning that launches instances, and the one that installs the service.
-LAUNCH_TASK = "Run exactly the wanted number of API instances"
+LAUNCH_TASK = "Launch API instances into their subnets"
 INSTALL_TASK = "Install the service and its locked dependencies from the wheelhouse, with no package index"
 
 pytestmark = [

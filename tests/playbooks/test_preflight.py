@@ -1,6 +1,15 @@
 """Bad operator input fails fast: before any AWS call, with a message naming the variable and the rule."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
 
 BAD_INPUTS = [
     # (variable, bad value, words the message must contain)
@@ -15,6 +24,15 @@ BAD_INPUTS = [
     ("ssh_admin_cidr", "0.0.0.0/0", "allow_ssh_from_anywhere"),
     ("ssh_admin_cidr", "10.1.2.3/8", "CIDR notation"),
     ("ssh_admin_cidr", "office", "CIDR notation"),
+    ("ssh_admin_cidr", "", "is empty: set it to the network you administer from"),
+    ("ssh_admin_cidr", "198.51.100.0/24", "documentation range"),
+    ("ssh_admin_cidr", "203.0.113.7/32", "documentation range"),
+    ("ssh_admin_cidr", "192.0.2.0/25", "documentation range"),
+    ("ssh_admin_cidr", "2001:db8:1::/48", "must be an IPv4 network"),
+    ("ssh_admin_cidr", "::/0", "must be an IPv4 network"),
+    ("api_vpc_id", "default", "VPC id such as vpc-"),
+    ("api_subnet_ids", ["subnet-0abc12345"], "set both, or neither"),
+    ("api_subnet_ids", "subnet-0abc12345", "api_subnet_ids"),
     ("api_port", 80, "from 1024 to 65535"),
     ("api_port", "eleven", "unable to convert to int"),
     ("ubuntu_release", "16.04", "value of ubuntu_release must be one of"),
@@ -43,6 +61,54 @@ def test_bad_operator_input_fails_before_any_aws_call(run_playbook, aws, variabl
     assert rule in result.text
     assert "preflight" in result.text, "the failure must come from the preflight role"
     assert aws.is_empty(), "a rejected run must not create anything"
+
+
+def test_the_aws_inventory_with_its_shipped_defaults_stops_in_preflight_naming_ssh_admin_cidr(aws, tmp_path):
+    """An operator's first run: inventory/aws's own values, nothing set. No AWS call may happen."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "group_vars").symlink_to(REPO / "inventory" / "aws" / "group_vars")
+    (inventory / "hosts.yml").write_text("all: {}\n")
+    # Should anything still call AWS, it would reach the embedded AWS on the loopback, and show there.
+    env = dict(
+        os.environ,
+        AWS_ENDPOINT_URL=aws.endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        ANSIBLE_NOCOLOR="1",
+    )
+    env["PATH"] = f"{VENV_BIN}:{env['PATH']}"
+    command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "site.yml")]
+    command += ["-e", json.dumps({"controller_secrets_dir": str(tmp_path / "secrets")})]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    text = " ".join((done.stdout + done.stderr).split())
+
+    assert done.returncode != 0, text[-2000:]
+    assert "ssh_admin_cidr" in text
+    assert "is empty: set it to the network you administer from" in text
+    assert "checkip.amazonaws.com" in text, "the message must say how to find one's address"
+    assert "preflight" in text
+    assert "Read the AWS account" not in text, "preflight must stop before its first AWS call"
+    assert aws.is_empty()
+
+
+def test_an_inventory_that_does_not_follow_aws_region_and_project_name_is_named(run_playbook, aws):
+    source = (REPO / "inventory" / "sandbox" / "aws_ec2.yml").read_text()
+    (run_playbook.inventory / "aws_ec2.yml").write_text(
+        source.replace("http://127.0.0.1:5000", aws.endpoint).replace("coffee-ranker", "ranker-pytest")
+    )
+
+    other_region = run_playbook(
+        "playbooks/provision.yml", extra_vars={"project_name": "ranker-pytest", "aws_region": "eu-west-1"}
+    )
+    other_project = run_playbook("playbooks/provision.yml", extra_vars={"project_name": "ranker-other"})
+
+    for result in (other_region, other_project):
+        assert result.returncode != 0, result.output[-2000:]
+        assert f"set `regions` and `filters: tag:Project` in {run_playbook.inventory}/aws_ec2.yml" in result.text
+    assert "aws_region eu-west-1:" in other_region.text
+    assert "project_name ranker-other and" in other_project.text
+    assert aws.is_empty()
 
 
 def test_several_instances_without_the_shared_datastore_are_refused(run_playbook, aws):

@@ -25,7 +25,7 @@ def test_teardown_keeps_the_bucket_unless_confirmed_and_a_second_run_changes_not
     kept = run_playbook("playbooks/teardown.yml", extra_vars=VARS)
     assert kept.returncode == 0, kept.output[-3000:]
     left = aws.project_resources(PROJECT)
-    assert left["buckets"] == [f"sandbox-{PROJECT}-media"]
+    assert left["buckets"] == [f"sandbox-{PROJECT}-media-123456789012"]  # moto's account id
     assert not any(left[kind] for kind in left if kind != "buckets"), left
     assert not (run_playbook.secrets / "ssh" / PROJECT).exists()
 
@@ -76,7 +76,10 @@ def test_the_instance_runs_the_newest_image_of_the_chosen_release(run_playbook, 
 
     ec2 = aws.client("ec2")
     owner = "136693071363" if choice.get("instance_distribution") == "debian" else "099720109477"
-    images = ec2.describe_images(Owners=[owner], Filters=[{"Name": "name", "Values": [name_pattern]}])["Images"]
+    # Deprecated images too: AWS deprecates them after two years, every Ubuntu 18.04 image among them.
+    images = ec2.describe_images(
+        Owners=[owner], IncludeDeprecated=True, Filters=[{"Name": "name", "Values": [name_pattern]}]
+    )["Images"]
     assert len(images) > 1, "the sandbox's image list must offer a choice"
     newest = max(images, key=lambda image: image["CreationDate"])
     (instance,) = [

@@ -19,7 +19,7 @@ SYSTEM_PYTHON = ["python3", "python3-venv"]
 
 # (distribution, version, codename) -> (packages, interpreter, major.minor)
 RELEASES = {
-    ("Ubuntu", "18.04", "bionic"): (["python3.8", "python3.8-venv"], "/usr/bin/python3.8", "3.8"),
+    ("Ubuntu", "18.04", "bionic"): (["python3.8", "python3.8-venv", "python3-distutils"], "/usr/bin/python3.8", "3.8"),
     ("Ubuntu", "20.04", "focal"): (SYSTEM_PYTHON, "/usr/bin/python3", "3.8"),
     ("Ubuntu", "22.04", "jammy"): (SYSTEM_PYTHON, "/usr/bin/python3", "3.10"),
     ("Ubuntu", "24.04", "noble"): (SYSTEM_PYTHON, "/usr/bin/python3", "3.12"),

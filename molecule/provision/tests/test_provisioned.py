@@ -11,7 +11,7 @@ import pytest
 
 ENDPOINT = os.environ.get("SANDBOX_AWS_ENDPOINT", "http://127.0.0.1:5000")
 PROJECT = os.environ.get("MOLECULE_PROJECT_NAME", "ranker-molecule")
-BUCKET = f"sandbox-{PROJECT}-media"
+BUCKET = f"sandbox-{PROJECT}-media-123456789012"  # moto's account id
 NAME = f"{PROJECT}-api"
 API_PORT = 11373
 CANONICAL = "099720109477"

@@ -17,6 +17,13 @@ options:
   point_in_time_recovery: {description: Keep continuous backups for 35 days., type: bool, default: true}
   tags: {description: Tags of the table., type: dict, default: {}}
   state: {description: Whether the table exists., type: str, choices: [present, absent], default: present}
+  backups_wait_seconds:
+    description:
+      - How long to retry enabling point-in-time recovery while DynamoDB answers
+        ContinuousBackupsUnavailableException, as it does for a while after CreateTable although the
+        table is already ACTIVE.
+    type: int
+    default: 300
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -27,6 +34,8 @@ RETURN = r"""
 table_arn: {description: ARN of the table., returned: when present, type: str}
 sse_status: {description: Server-side encryption status of the table., returned: when present, type: str}
 """
+
+import time
 
 try:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -66,6 +75,30 @@ def create(module, client):
     return describe(client, params["name"])
 
 
+def set_point_in_time_recovery(module, client, enabled):
+    """Retry while DynamoDB is still preparing the new table's backups; give up with its error."""
+    deadline = time.monotonic() + module.params["backups_wait_seconds"]
+    delay = 2
+    while True:
+        try:
+            client.update_continuous_backups(
+                TableName=module.params["name"],
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": enabled},
+            )
+            return
+        except client.exceptions.ContinuousBackupsUnavailableException as error:
+            if time.monotonic() + delay > deadline:
+                module.fail_json_aws(
+                    error,
+                    msg=(
+                        f"Point-in-time recovery of table {module.params['name']} was still unavailable after "
+                        f"{module.params['backups_wait_seconds']} s; run again later"
+                    ),
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 15)
+
+
 def ensure_present(module, client):
     params = module.params
     changed, warnings = False, []
@@ -88,10 +121,7 @@ def ensure_present(module, client):
     if pitr_now != pitr_wanted:
         changed = True
         if not module.check_mode:
-            client.update_continuous_backups(
-                TableName=params["name"],
-                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": pitr_wanted},
-            )
+            set_point_in_time_recovery(module, client, pitr_wanted)
 
     current = {
         t["Key"]: t["Value"] for t in client.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags", [])
@@ -132,6 +162,7 @@ def main():
             point_in_time_recovery=dict(type="bool", default=True),
             tags=dict(type="dict", default={}),
             state=dict(type="str", choices=["present", "absent"], default="present"),
+            backups_wait_seconds=dict(type="int", default=300),
         ),
         supports_check_mode=True,
     )

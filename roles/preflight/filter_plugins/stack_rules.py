@@ -31,13 +31,34 @@ def bucket_name_problems(name):
     return problems
 
 
+# RFC 5737: addresses for examples, never a real client's. A first run with one of them waits minutes
+# for an SSH port that the security group keeps closed to the operator.
+_DOCUMENTATION_NETWORKS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+_FIND_YOUR_ADDRESS = "your public address as a /32 (`curl -s https://checkip.amazonaws.com` prints it)"
+
+
 def cidr_problems(cidr, allow_anywhere=False):
+    cidr = "" if cidr is None else str(cidr).strip()
+    if not cidr:
+        return [f"is empty: set it to the network you administer from, such as {_FIND_YOUR_ADDRESS}"]
     try:
-        network = ipaddress.ip_network(str(cidr), strict=True)
+        network = ipaddress.ip_network(cidr, strict=True)
     except ValueError as error:
-        return [f"must be a network in CIDR notation such as 198.51.100.0/24 ({error})"]
+        return [f"must be an IPv4 network in CIDR notation, such as {_FIND_YOUR_ADDRESS} ({error})"]
+    if network.version == 6:
+        # The instances get no IPv6 address in a default VPC: SSH from an IPv6 network could never
+        # reach them, while the run would wait for it.
+        return [
+            "must be an IPv4 network: the instances are reached over their public IPv4 address; "
+            f"use {_FIND_YOUR_ADDRESS}"
+        ]
     if network.prefixlen == 0 and not allow_anywhere:
         return ["must not open SSH to the whole internet; set allow_ssh_from_anywhere: true to allow it"]
+    if any(network.subnet_of(documentation) for documentation in _DOCUMENTATION_NETWORKS):
+        return [
+            "is a documentation range (RFC 5737) that no real client comes from, so SSH would never "
+            f"reach the instances: set it to {_FIND_YOUR_ADDRESS}"
+        ]
     return []
 
 

@@ -1,0 +1,55 @@
+"""The embedded AWS: moto's server (as ``moto_server``), with an optional unkind mode.
+
+Same flags and same app as ``moto.server.main``. With SANDBOX_AWS_REALISM=1 the app is wrapped in
+``aws_realism.RealismMiddleware``, in this process so that it can read moto's state: it reproduces what
+real AWS does and moto does not (deprecated images, IAM eventual consistency, instance types missing from
+an AZ, DynamoDB backups and S3 public access that take effect late, foreign bucket names, security groups
+still in use, an account without a default VPC), so that the playbooks meet those before AWS shows them.
+See sandbox/aws_realism.py for each behaviour and the ``/_realism`` control endpoint. Without the
+variable this is plain moto_server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import run_simple
+
+
+def realism_enabled(environ: dict[str, str] | os._Environ = os.environ) -> bool:
+    return environ.get("SANDBOX_AWS_REALISM") == "1"
+
+
+def make_app() -> Any:
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # as moto.server.main sets it
+    if not realism_enabled():
+        return app
+    # Imported only here: it loads moto's EC2, IAM and S3 Control backends at start.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from aws_realism import RealismMiddleware
+
+    return RealismMiddleware(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", type=str, default="127.0.0.1", help="Which host to bind")
+    parser.add_argument(
+        "-p", "--port", type=int, default=int(os.environ.get("MOTO_PORT", 5000)), help="Port number to use"
+    )
+    args = parser.parse_args(argv)
+    # moto builds some URLs (e.g. SQS queue URLs) from MOTO_PORT
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: sys.exit(0))
+    run_simple(args.host, args.port, make_app(), threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()
