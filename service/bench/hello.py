@@ -1,13 +1,20 @@
-"""The benchmark's baseline: a bare ASGI hello-world, served exactly as the service is."""
+"""The benchmark's references, served exactly as the service is (same uvicorn settings):
+
+hello.py PORT asgi      a bare ASGI hello-world: the ceiling of uvicorn itself
+hello.py PORT fastapi   a FastAPI app with one hello-world route: the ceiling of the framework
+"""
 
 import sys
 
-from coffee_ranker.cli import configure_logging, serve
+from fastapi import FastAPI
+
+from coffee_ranker.cli import serve
+from coffee_ranker.logs import configure_logging
 
 BODY = b'{"hello":"world"}'
 
 
-async def app(scope, receive, send):
+async def bare_asgi(scope, receive, send):
     if scope["type"] != "http":
         return
     await send(
@@ -20,6 +27,15 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": BODY})
 
 
+fastapi_hello = FastAPI()
+
+
+@fastapi_hello.get("/")
+async def hello() -> dict:
+    # FastAPI's own hello-world, as its tutorial writes it.
+    return {"hello": "world"}
+
+
 if __name__ == "__main__":
     configure_logging()
-    serve(app, "127.0.0.1", int(sys.argv[1]))
+    serve(bare_asgi if sys.argv[2:] == ["asgi"] else fastapi_hello, "127.0.0.1", int(sys.argv[1]))

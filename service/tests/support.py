@@ -1,6 +1,7 @@
 """Helpers the tests share: an embedded AWS on an ephemeral port, and a uvicorn server in a thread."""
 
 import contextlib
+import io
 import json
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from typing import Dict, Iterator
 import httpx
 import uvicorn
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from PIL import Image
 from werkzeug.serving import make_server
 
 from coffee_ranker.storage import aws
@@ -21,10 +23,17 @@ BUCKET = "coffee-photos-test"
 WRITE_TOKEN = "test-write-token-0123456789"
 AUTH = {"Authorization": f"Bearer {WRITE_TOKEN}"}
 
-# The smallest headers that the service recognises as each format, padded to look like a file.
-JPEG_BYTES = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + b"\x00" * 500 + b"\xff\xd9"
-PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 300
-WEBP_BYTES = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 200
+
+def image_bytes(kind: str, size=(32, 24), color=(200, 120, 40), **save_options) -> bytes:
+    """A real image of ``kind`` (JPEG, PNG or WEBP) that decodes, made with Pillow."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=kind, **save_options)
+    return buffer.getvalue()
+
+
+JPEG_BYTES = image_bytes("JPEG")
+PNG_BYTES = image_bytes("PNG")
+WEBP_BYTES = image_bytes("WEBP")
 
 
 class EmbeddedAws:

@@ -77,9 +77,13 @@ def test_writing_without_the_token_is_unauthorized(client, headers):
     assert client.get("/shops").json()["items"] == [], "nothing was written"
 
 
-def test_an_unknown_shop_is_a_problem(client):
-    problem = assert_problem(client.get("/shops/" + "0" * 32), 404)
-    assert "0" * 32 in problem["detail"]
+@pytest.mark.parametrize(
+    "shop_id", ["0" * 32, "not-an-id", "F" * 32, "0" * 33, "%00", "x" * 2000], ids=lambda v: v[:12]
+)
+@pytest.mark.parametrize("suffix", ["", "/reviews", "/photos"])
+def test_an_unknown_or_malformed_shop_id_is_not_found(client, shop_id, suffix):
+    problem = assert_problem(client.get(f"/shops/{shop_id}{suffix}"), 404)
+    assert problem["detail"] == "There is no coffee shop with this id.", "the id is not echoed"
 
 
 def test_an_unknown_route_is_a_problem(client):

@@ -34,6 +34,8 @@ def test_minimal_settings_take_the_documented_defaults(valid, tmp_path):
     assert settings.db_path == str(tmp_path / "ranker.sqlite3")
     assert settings.s3_endpoint_url is None
     assert settings.media_base_url is None
+    assert (settings.max_json_bytes, settings.max_image_pixels) == (64 * 1024, 40_000_000)
+    assert (settings.log_format, settings.cors_origins) == ("text", ())
 
 
 def test_every_variable_is_read(valid):
@@ -45,8 +47,18 @@ def test_every_variable_is_read(valid):
         RANKER_MEDIA_BASE_URL="https://media.example.org/",
         RANKER_DYNAMODB_TABLE="coffee-ranker",
         RANKER_DYNAMODB_ENDPOINT_URL="http://127.0.0.1:5000",
+        RANKER_MAX_JSON_BYTES="2048",
+        RANKER_MAX_IMAGE_PIXELS="1000000",
+        RANKER_LOG_FORMAT="json",
+        RANKER_CORS_ORIGINS="https://app.example.com, http://localhost:3000",
     )
     settings = Settings.from_env(valid)
+    assert (settings.max_json_bytes, settings.max_image_pixels, settings.log_format) == (
+        2048,
+        1000000,
+        "json",
+    )
+    assert settings.cors_origins == ("https://app.example.com", "http://localhost:3000")
     assert settings.s3_endpoint_url == "http://127.0.0.1:5000"
     assert (settings.host, settings.port, settings.max_upload_bytes) == ("127.0.0.1", 8080, 1024)
     assert settings.media_base_url == "https://media.example.org"
@@ -82,6 +94,12 @@ def test_a_missing_required_variable_is_named(valid, name, absent):
         ("RANKER_MAX_UPLOAD_BYTES", "0", "must be a positive number"),
         ("RANKER_MAX_UPLOAD_BYTES", "10MB", "not a whole number"),
         ("RANKER_DB_PATH", "/no/such/directory/ranker.sqlite3", "does not exist"),
+        ("RANKER_MAX_JSON_BYTES", "-1", "must be a positive number"),
+        ("RANKER_MAX_IMAGE_PIXELS", "many", "not a whole number"),
+        ("RANKER_LOG_FORMAT", "xml", "not one of text, json"),
+        ("RANKER_CORS_ORIGINS", "*", "not an origin"),
+        ("RANKER_CORS_ORIGINS", "https://app.example.com/path", "not an origin"),
+        ("RANKER_CORS_ORIGINS", "https://ok.example.com,app.example.com", "not an origin"),
     ],
 )
 def test_an_invalid_variable_is_named_with_the_reason(valid, name, value, says):

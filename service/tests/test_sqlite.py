@@ -74,3 +74,40 @@ def test_the_aggregates_cannot_drift_from_the_reviews(repository):
         repository.put_review(shop.id, user, stars, None)
     stored = repository.get_shop(shop.id)
     assert (stored.review_count, stored.star_sum) == (2, 3)
+
+
+def ranked_listing_plan(repository, cursor=None) -> str:
+    """The query plan of the listing as list_shops runs it, with the index or without."""
+    statements = []
+    db = repository._db
+    db.set_trace_callback(statements.append)
+    try:
+        repository.list_shops(10, cursor)
+    finally:
+        db.set_trace_callback(None)
+    (statement,) = [s for s in statements if s.lstrip().startswith("SELECT")]
+    return " | ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + statement))
+
+
+def test_the_ranked_listing_walks_an_index_instead_of_sorting_every_shop(repository):
+    for n in range(30):
+        shop = repository.create_shop(NewShop(name=f"S{n}", address="B"))
+        for user in range(n % 4):
+            repository.put_review(shop.id, f"u{user}", 1 + (n + user) % 5, None)
+    first = repository.list_shops(10)
+    for cursor in (None, first.next_cursor):
+        plan = ranked_listing_plan(repository, cursor)
+        assert "shops_by_rank" in plan, plan
+        assert "TEMP B-TREE" not in plan, f"no sort per request: {plan}"
+    # And the index's order is the exact ranking, page after page.
+    pages, cursor = [], None
+    while True:
+        page = repository.list_shops(7, cursor)
+        pages += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert [shop.id for shop in pages] == [
+        shop.id for shop in sorted(pages, key=lambda shop: shop.rank_key.sort_key())
+    ]
+    assert len(pages) == 30

@@ -6,10 +6,12 @@ from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
 
 from coffee_ranker import __version__
-from coffee_ranker.access_log import AccessLogMiddleware
 from coffee_ranker.api import health, photos, reviews, shops
+from coffee_ranker.api.rendering import ReadCache
+from coffee_ranker.edge import EdgeMiddleware
 from coffee_ranker.problems import install_problem_handlers, use_problem_media_type
 from coffee_ranker.settings import Settings
 from coffee_ranker.storage.factory import Storage, build_storage
@@ -56,10 +58,25 @@ def create_app(
     )
     app.state.settings = settings
     app.state.storage = storage
+    app.state.reads = ReadCache()
     install_problem_handlers(app)
-    for router in (health.router, shops.router, reviews.router, photos.router):
+    routers = (health.router, shops.router, reviews.router, photos.router)
+    for router in routers:
         app.include_router(router)
-    app.add_middleware(AccessLogMiddleware)
+    # The routes as declared, for 405's Allow (how include_router wraps them differs by FastAPI version).
+    app.state.api_routes = [route for router in routers for route in router.routes]
+    # A redirect to the slash-less path would be built from the client's Host header: 404 instead.
+    app.router.redirect_slashes = False
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "PUT"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match"],
+            expose_headers=["ETag", "Location", "X-Request-ID"],
+            max_age=600,
+        )
+    app.add_middleware(EdgeMiddleware, settings=settings)  # outermost: sees and logs every request
 
     def openapi() -> dict:
         if app.openapi_schema is None:

@@ -1,6 +1,5 @@
 """The ``coffee-ranker-api`` command: read the settings, then serve until SIGTERM."""
 
-import logging
 import sqlite3
 import sys
 from typing import List, Optional
@@ -9,31 +8,10 @@ import uvicorn
 
 from coffee_ranker.app import create_app
 from coffee_ranker.domain.errors import StorageUnavailable
+from coffee_ranker.logs import configure_logging, uvicorn_log_config
 from coffee_ranker.settings import Settings, SettingsError
 from coffee_ranker.storage.factory import build_storage
 from coffee_ranker.storage.sqlite import SchemaTooNew
-
-LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
-
-
-def configure_logging() -> None:
-    # journald adds the timestamp; one line per record.
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
-
-
-def uvicorn_log_config() -> dict:
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": LOG_FORMAT}},
-        "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
-        },
-        "loggers": {
-            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-            "uvicorn.error": {"level": "INFO"},
-        },
-    }
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -53,7 +31,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f"coffee-ranker-api: configuration error: {problem}", file=sys.stderr)  # noqa: T201
         sys.exit(2)
 
-    configure_logging()
+    configure_logging(settings.log_format)
     storage = build_storage(settings)
     try:
         # Open (and migrate) before serving, so a bad database is one clear line, not a traceback.
@@ -62,16 +40,18 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"coffee-ranker-api: cannot open the database: {error}", file=sys.stderr)  # noqa: T201
         sys.exit(1)
 
-    serve(create_app(settings, storage, close_storage=True), settings.host, settings.port)
+    serve(
+        create_app(settings, storage, close_storage=True), settings.host, settings.port, settings.log_format
+    )
 
 
-def serve(app, host: str, port: int) -> None:
+def serve(app, host: str, port: int, log_format: str = "text") -> None:
     """Serve an ASGI app the way the service is served (the benchmark's baseline uses it too)."""
     uvicorn.run(
         app,
         host=host,
         port=port,
-        log_config=uvicorn_log_config(),
+        log_config=uvicorn_log_config(log_format),
         access_log=False,  # coffee_ranker.access logs each request instead
         timeout_graceful_shutdown=20,
         server_header=False,

@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from coffee_ranker.domain.errors import InvalidCursor, ShopNotFound, StorageUnavailable
 
@@ -84,9 +86,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 404:
-            detail = f"There is nothing at {request.url.path}."
+            detail = "There is nothing at this path."
         elif error.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}."
+            detail = f"{request.method} is not allowed here."
+            return problem_response(405, detail, {"Allow": ", ".join(allowed_methods(request))})
         elif error.status_code == 400 and error.detail == "There was an error parsing the body":
             detail = "The request body could not be read: send UTF-8 JSON."
         elif isinstance(error.detail, str) and error.detail:
@@ -97,6 +100,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        if any(tuple(e.get("loc", ())) == ("path", "shop_id") for e in error.errors()):
+            # A malformed id names no shop: the same 404 as an unknown one, the id not echoed.
+            return problem_response(404, str(ShopNotFound("")))
         errors = _describe_validation(error.errors())
         sentence = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
         return problem_response(422, f"The request is not valid: {sentence}.", extensions={"errors": errors})
@@ -120,10 +126,28 @@ def install_problem_handlers(app: FastAPI) -> None:
     for storage_error in (StorageUnavailable, ClientError, BotoCoreError, sqlite3.OperationalError):
         app.add_exception_handler(storage_error, _unavailable)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _client_left(request: Request, error: ClientDisconnect) -> JSONResponse:
+        # Nobody reads this answer; what matters is that the log does not call it a server error.
+        log.info("client aborted %s %s before sending the whole body", request.method, request.url.path)
+        return problem_response(400, "The request body ended before it was complete.")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "Something went wrong on our side; it has been logged.")
+
+
+def allowed_methods(request: Request) -> List[str]:
+    """Every method some route serves at this path (several routes may share one), HEAD with GET."""
+    methods = set()
+    for route in request.app.state.api_routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def use_problem_media_type(openapi: Dict[str, Any]) -> Dict[str, Any]:

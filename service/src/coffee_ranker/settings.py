@@ -19,6 +19,12 @@ RANKER_PORT                    no        11373
 RANKER_MAX_UPLOAD_BYTES        no        10485760 (10 MiB): the largest photo accepted.
 RANKER_MEDIA_BASE_URL          no        Base URL of public photo links (a CDN or CNAME); the
                                          bucket's own URL when unset.
+RANKER_MAX_JSON_BYTES          no        65536 (64 KiB): the largest JSON request body accepted.
+RANKER_MAX_IMAGE_PIXELS        no        40000000: the most pixels a photo may decode to (a guard
+                                         against decompression bombs).
+RANKER_LOG_FORMAT              no        text (one escaped line per record) or json (JSON lines).
+RANKER_CORS_ORIGINS            no        Comma-separated origins (https://app.example.com) a web
+                                         front end is served from; CORS is off when unset.
 =============================  ========  ==========================================================
 """
 
@@ -26,13 +32,16 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - the service is meant to be reached from outside the host.
 DEFAULT_PORT = 11373
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_DB_PATH = "/var/lib/coffee-ranker/ranker.sqlite3"
+DEFAULT_MAX_JSON_BYTES = 64 * 1024
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+LOG_FORMATS = ("text", "json")
 MIN_WRITE_TOKEN_LENGTH = 16
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -62,6 +71,10 @@ class Settings:
     port: int = DEFAULT_PORT
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     media_base_url: Optional[str] = None
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    log_format: str = "text"
+    cors_origins: Tuple[str, ...] = ()
 
     @property
     def storage_backend(self) -> str:
@@ -90,6 +103,12 @@ class Settings:
                 "RANKER_MAX_UPLOAD_BYTES", _positive_int, DEFAULT_MAX_UPLOAD_BYTES
             ),
             "media_base_url": reader.optional("RANKER_MEDIA_BASE_URL", _url),
+            "max_json_bytes": reader.optional("RANKER_MAX_JSON_BYTES", _positive_int, DEFAULT_MAX_JSON_BYTES),
+            "max_image_pixels": reader.optional(
+                "RANKER_MAX_IMAGE_PIXELS", _positive_int, DEFAULT_MAX_IMAGE_PIXELS
+            ),
+            "log_format": reader.optional("RANKER_LOG_FORMAT", _log_format, "text"),
+            "cors_origins": reader.optional("RANKER_CORS_ORIGINS", _origins, ()),
         }
         if values["dynamodb_table"] is None:
             values["db_path"] = reader.optional("RANKER_DB_PATH", _db_path)
@@ -216,3 +235,23 @@ def _db_path(raw: str) -> str:
     if not os.path.isdir(directory):
         raise _Invalid(f"its directory {directory} does not exist (create it, or point it elsewhere)")
     return path
+
+
+def _log_format(raw: str) -> str:
+    if raw not in LOG_FORMATS:
+        raise _Invalid(f"{raw!r} is not one of {', '.join(LOG_FORMATS)}")
+    return raw
+
+
+def _origins(raw: str) -> Tuple[str, ...]:
+    origins = []
+    for origin in (part.strip() for part in raw.split(",")):
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or origin != f"{parts.scheme}://{parts.netloc}"
+        ):
+            raise _Invalid(f"{origin!r} is not an origin such as https://app.example.com (no path, no '*')")
+        origins.append(origin)
+    return tuple(origins)

@@ -1,17 +1,20 @@
 """What routes depend on: the storage, the settings, and the write token check."""
 
 import hmac
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from typing_extensions import Annotated
 
+from coffee_ranker.api.rendering import ReadCache
 from coffee_ranker.api.schemas import ID_PATTERN, USER_PATTERN
 from coffee_ranker.problems import ProblemError
 from coffee_ranker.settings import Settings
 from coffee_ranker.storage.factory import Storage
 
+T = TypeVar("T")
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="writeToken",
@@ -19,7 +22,8 @@ _bearer = HTTPBearer(
 )
 
 
-def get_storage(request: Request) -> Storage:
+# Dependencies are coroutines: FastAPI runs a plain function in the thread pool, a hop per request.
+async def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
@@ -27,7 +31,9 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def require_writer(
+# The edge middleware refuses a wrong token before the body is read; this dependency puts the scheme
+# in the OpenAPI document and still guards the route if it is ever served without that middleware.
+async def require_writer(
     request: Request,
     credentials: Optional[HTTPAuthorizationCredentials] = Depends(_bearer),
 ) -> None:
@@ -43,10 +49,30 @@ def require_writer(
 
 
 StorageDep = Annotated[Storage, Depends(get_storage)]
-ShopId = Annotated[str, Path(pattern=ID_PATTERN, description="The shop's id (32 hex digits).")]
+
+# A malformed id is answered 404 like an unknown one (problems.py turns its validation error around).
+ShopId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="The shop's id (32 hex digits); any other string is 404.")
+]
 User = Annotated[str, Path(pattern=USER_PATTERN, description="Who wrote the review.")]
 Limit = Annotated[int, Query(ge=1, le=100, description="How many items per page.")]
 Cursor = Annotated[
     Optional[str],
     Query(max_length=1024, description="The `next_cursor` of the previous page; omit for the first page."),
 ]
+
+
+def reads_of(request: Request) -> ReadCache:
+    return request.app.state.reads
+
+
+def storage_of(request: Request) -> Storage:
+    """The storage, for the hot reads: each dependency costs FastAPI a resolution per request."""
+    return request.app.state.storage
+
+
+async def read(storage: Storage, function: Callable[..., T], *args: Any) -> T:
+    """Call a repository read: inline when it is local and short (SQLite), else in the thread pool."""
+    if storage.repository.local_reads:
+        return function(*args)
+    return await run_in_threadpool(function, *args)

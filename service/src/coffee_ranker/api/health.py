@@ -1,5 +1,7 @@
 """Liveness and readiness, for the load balancer and for Ansible's verify phase."""
 
+import logging
+
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
@@ -8,6 +10,7 @@ from coffee_ranker.api.schemas import Liveness, Readiness
 from coffee_ranker.domain.errors import StorageUnavailable
 from coffee_ranker.problems import ProblemError, problem_responses
 
+log = logging.getLogger("coffee_ranker")
 router = APIRouter(tags=["health"])
 
 
@@ -24,18 +27,20 @@ def healthz() -> Liveness:
 )
 async def readyz(storage: StorageDep) -> Readiness:
     checks = {}
-    failures = []
     for name, ping in (("database", storage.repository.ping), ("bucket", storage.object_store.ping)):
         try:
             await run_in_threadpool(ping)
             checks[name] = "ok"
         except StorageUnavailable as error:
+            # Endpoints, bucket, table, paths and AWS messages are for the operator only.
+            log.error("readiness: the %s is unavailable: %s", name, error)
             checks[name] = "unavailable"
-            failures.append(str(error))
-    if failures:
+    failing = [name for name, state in checks.items() if state != "ok"]
+    if failing:
+        verb = "is" if len(failing) == 1 else "are"
         raise ProblemError(
             503,
-            "Not ready: " + "; ".join(failure.rstrip(".") for failure in failures) + ".",
+            f"Not ready: the {' and the '.join(failing)} {verb} not available.",
             headers={"Retry-After": "5"},
             extensions={"checks": checks},
         )

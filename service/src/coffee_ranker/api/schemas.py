@@ -2,7 +2,7 @@
 
 import unicodedata
 from datetime import datetime
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import Annotated
@@ -17,10 +17,21 @@ USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 COORDINATE_DECIMALS = 7
 
 
+#: Bidi embeddings, overrides and isolates: they make text display in an order other than stored.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: Letters and symbols that render as nothing (Hangul fillers, the braille blank, ...).
+_BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
+
+
+def _invisible(character: str) -> bool:
+    # Cf: format characters (zero-width space, joiners, bidi marks); Z*: separators; M*: marks alone.
+    return character in _BLANK_CHARACTERS or unicodedata.category(character)[0] in "CZM"
+
+
 def _printable(allow_newlines: bool):
     def check(value: str) -> str:
         for character in value:
-            if allow_newlines and character in "\n\t":
+            if allow_newlines and character in "\r\n\t":
                 continue
             # Cc: control characters; Cs: lone surrogates, which no storage can encode.
             if unicodedata.category(character) in ("Cc", "Cs"):
@@ -30,7 +41,20 @@ def _printable(allow_newlines: bool):
     return AfterValidator(check)
 
 
-Line = Annotated[str, Field(min_length=1), _printable(allow_newlines=False)]
+def _visible_without_bidi_overrides(value: str) -> str:
+    if any(character in _BIDI_CONTROLS for character in value):
+        raise ValueError("must not contain bidirectional override or isolate characters")
+    if all(_invisible(character) for character in value):
+        raise ValueError("must contain visible characters")
+    return value
+
+
+Line = Annotated[
+    str,
+    Field(min_length=1),
+    _printable(allow_newlines=False),
+    AfterValidator(_visible_without_bidi_overrides),
+]
 ReviewText = Annotated[str, Field(max_length=4000), _printable(allow_newlines=True)]
 
 
@@ -40,10 +64,20 @@ class ShopCreate(BaseModel):
     name: Annotated[Line, Field(max_length=200, examples=["Kaffeebar am Markt"])]
     address: Annotated[Line, Field(max_length=500, examples=["Marktplatz 3, 69117 Heidelberg"])]
     latitude: Optional[float] = Field(
-        None, ge=-90, le=90, allow_inf_nan=False, description="Degrees north; give it with longitude."
+        None,
+        ge=-90,
+        le=90,
+        strict=True,  # numbers only: "49.4" as a string is refused
+        allow_inf_nan=False,
+        description="Degrees north; give it with longitude.",
     )
     longitude: Optional[float] = Field(
-        None, ge=-180, le=180, allow_inf_nan=False, description="Degrees east; give it with latitude."
+        None,
+        ge=-180,
+        le=180,
+        strict=True,
+        allow_inf_nan=False,
+        description="Degrees east; give it with latitude.",
     )
 
     @model_validator(mode="after")
@@ -77,17 +111,22 @@ class ShopOut(BaseModel):
 
     @classmethod
     def of(cls, shop: Shop) -> "ShopOut":
-        return cls(
-            id=shop.id,
-            name=shop.name,
-            address=shop.address,
-            latitude=shop.latitude,
-            longitude=shop.longitude,
-            review_count=shop.review_count,
-            average_stars=shop.average_stars,
-            score=shop.score,
-            created_at=shop.created_at,
-        )
+        return cls.model_construct(**cls.plain(shop))
+
+    @staticmethod
+    def plain(shop: Shop) -> Dict[str, Any]:
+        """The shop as this model renders it, for reads rendered without building models."""
+        return {
+            "id": shop.id,
+            "name": shop.name,
+            "address": shop.address,
+            "latitude": shop.latitude,
+            "longitude": shop.longitude,
+            "review_count": shop.review_count,
+            "average_stars": shop.average_stars,
+            "score": shop.score,
+            "created_at": shop.created_at,
+        }
 
 
 class ShopPage(BaseModel):
@@ -114,7 +153,7 @@ class ReviewOut(BaseModel):
 
     @classmethod
     def of(cls, review: Review) -> "ReviewOut":
-        return cls(
+        return cls.model_construct(
             shop_id=review.shop_id,
             user=review.user,
             stars=review.stars,
@@ -140,15 +179,19 @@ class PhotoOut(BaseModel):
 
     @classmethod
     def of(cls, photo: Photo, url: str) -> "PhotoOut":
-        return cls(
-            id=photo.id,
-            shop_id=photo.shop_id,
-            key=photo.key,
-            url=url,
-            content_type=photo.content_type,
-            size=photo.size,
-            created_at=photo.created_at,
-        )
+        return cls.model_construct(**cls.plain(photo, url))
+
+    @staticmethod
+    def plain(photo: Photo, url: str) -> Dict[str, Any]:
+        return {
+            "id": photo.id,
+            "shop_id": photo.shop_id,
+            "key": photo.key,
+            "url": url,
+            "content_type": photo.content_type,
+            "size": photo.size,
+            "created_at": photo.created_at,
+        }
 
 
 class PhotoPage(BaseModel):

@@ -1,8 +1,17 @@
 """Shops: create one, list them in ranking order, read one."""
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from coffee_ranker.api.deps import Cursor, Limit, ShopId, StorageDep, require_writer
+from coffee_ranker.api.deps import (
+    Cursor,
+    Limit,
+    ShopId,
+    StorageDep,
+    read,
+    reads_of,
+    require_writer,
+    storage_of,
+)
 from coffee_ranker.api.schemas import ShopCreate, ShopOut, ShopPage
 from coffee_ranker.domain.models import NewShop
 from coffee_ranker.problems import problem_responses
@@ -33,15 +42,28 @@ def create_shop(body: ShopCreate, storage: StorageDep, response: Response) -> Sh
     description=(
         "Ordered by the Bayesian score (highest first), then by review count (most first), then by id."
     ),
-    responses=problem_responses(400, 422),
+    responses={304: {"description": "Not Modified (If-None-Match)"}, **problem_responses(400, 422)},
 )
-def list_shops(storage: StorageDep, limit: Limit = 20, cursor: Cursor = None) -> ShopPage:
-    page = storage.repository.list_shops(limit, cursor)
-    return ShopPage(items=[ShopOut.of(shop) for shop in page.items], next_cursor=page.next_cursor)
+async def list_shops(request: Request, limit: Limit = 20, cursor: Cursor = None) -> Response:
+    storage = storage_of(request)
+
+    async def page() -> dict:
+        shops = await read(storage, storage.repository.list_shops, limit, cursor)
+        return {"items": [ShopOut.plain(shop) for shop in shops.items], "next_cursor": shops.next_cursor}
+
+    return await reads_of(request).read(request, storage, ("shops", limit, cursor), page)
 
 
 @router.get(
-    "/shops/{shop_id}", response_model=ShopOut, summary="One shop", responses=problem_responses(404, 422)
+    "/shops/{shop_id}",
+    response_model=ShopOut,
+    summary="One shop",
+    responses={304: {"description": "Not Modified (If-None-Match)"}, **problem_responses(404)},
 )
-def get_shop(shop_id: ShopId, storage: StorageDep) -> ShopOut:
-    return ShopOut.of(storage.repository.get_shop(shop_id))
+async def get_shop(request: Request, shop_id: ShopId) -> Response:
+    storage = storage_of(request)
+
+    async def shop() -> dict:
+        return ShopOut.plain(await read(storage, storage.repository.get_shop, shop_id))
+
+    return await reads_of(request).read(request, storage, ("shop", shop_id), shop)

@@ -26,6 +26,7 @@ FIELD_NAME = "file"
 ENVELOPE_BYTES = 64 * 1024
 
 NOT_AN_IMAGE = "The file is not a JPEG, PNG or WebP image (judged by its content, not its name or type)."
+NOT_DECODABLE = "The file does not decode as the image it claims to be; send a JPEG, PNG or WebP photo."
 
 #: The OpenAPI request body of the upload route (the route reads the stream itself).
 MULTIPART_REQUEST_BODY = {
@@ -193,3 +194,25 @@ async def receive_photo(request: Request, max_bytes: int) -> ReceivedFile:
         receiver.discard()
         raise ProblemError(415, NOT_AN_IMAGE)
     return ReceivedFile(path=receiver.file.name, size=receiver.size, image_type=receiver.image_type)
+
+
+def clean_photo(received: ReceivedFile, max_pixels: int) -> ReceivedFile:
+    """The photo decoded and re-encoded without its metadata, in a new spooled file (blocking)."""
+    target = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed over to the caller as a ReceivedFile
+        prefix="coffee-ranker-clean-", suffix="." + received.image_type.extension, delete=False
+    )
+    target.close()
+    cleaned = ReceivedFile(target.name, 0, received.image_type)
+    try:
+        images.reencode(received.path, cleaned.path, received.image_type, max_pixels)
+    except images.TooManyPixels:
+        cleaned.discard()
+        raise ProblemError(413, f"The photo has more than the limit of {max_pixels} pixels.") from None
+    except images.NotAnImage:
+        cleaned.discard()
+        raise ProblemError(415, NOT_DECODABLE) from None
+    except BaseException:
+        cleaned.discard()
+        raise
+    cleaned.size = os.path.getsize(cleaned.path)
+    return cleaned

@@ -7,7 +7,7 @@ class DomainError(Exception):
 
 class ShopNotFound(DomainError):
     def __init__(self, shop_id: str) -> None:
-        super().__init__(f"There is no coffee shop with id {shop_id}.")
+        super().__init__("There is no coffee shop with this id.")
         self.shop_id = shop_id
 
 

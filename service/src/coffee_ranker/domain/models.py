@@ -39,7 +39,8 @@ class Shop:
 
     @property
     def score(self) -> float:
-        return float(ranking.score(self.review_count, self.star_sum))
+        # Integer true division is correctly rounded: the same float as the exact Fraction's.
+        return (ranking.PRIOR_STAR_TOTAL + self.star_sum) / (ranking.PRIOR_WEIGHT + self.review_count)
 
     @property
     def average_stars(self) -> Optional[float]:

@@ -1,10 +1,14 @@
 """Storing a shop's photo: the file goes to the object store, its record to the database."""
 
+import logging
 import uuid
 
+from coffee_ranker.domain.errors import StorageUnavailable
 from coffee_ranker.domain.images import ImageType
 from coffee_ranker.domain.models import Photo, utc_now
 from coffee_ranker.storage.base import ObjectStore, Repository
+
+log = logging.getLogger("coffee_ranker")
 
 
 def photo_key(shop_id: str, photo_id: str, image_type: ImageType) -> str:
@@ -33,7 +37,11 @@ def store_photo(
     try:
         repository.add_photo(photo)
     except BaseException:
-        # No record points at the file: do not leave it behind in the bucket.
-        object_store.delete(photo.key)
+        # No record points at the file: do not leave it behind in the bucket. If that fails too,
+        # the original error is the one to answer with; the orphan is logged.
+        try:
+            object_store.delete(photo.key)
+        except StorageUnavailable:
+            log.warning("could not delete orphaned photo %s", photo.key, exc_info=True)
         raise
     return photo

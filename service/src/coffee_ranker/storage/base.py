@@ -1,7 +1,7 @@
 """The storage interfaces the domain and the HTTP layer depend on; backends implement them."""
 
 import abc
-from typing import Optional
+from typing import Hashable, Optional
 
 from coffee_ranker.domain.models import NewShop, Page, Photo, Review, ReviewWrite, Shop
 
@@ -12,6 +12,15 @@ class Repository(abc.ABC):
     Every backend keeps each shop's ``review_count`` and ``star_sum`` in step with its reviews
     atomically, so the ranking never reads a half-applied review.
     """
+
+    #: True when reads are local and short (an indexed SQLite query in WAL mode, which never waits
+    #: for writers): the HTTP layer then runs them on the event loop instead of a thread.
+    local_reads = False
+
+    def change_token(self) -> Optional[Hashable]:
+        """A value that changes whenever the data changes, cheap to read; None when the backend
+        cannot tell (other hosts write to it), and reads must not be cached."""
+        return None
 
     @abc.abstractmethod
     def open(self) -> None:

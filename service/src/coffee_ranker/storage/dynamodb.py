@@ -1,35 +1,40 @@
 """The DynamoDB backend, for several hosts sharing one database.
 
 Single-table design. The table has a string partition key ``pk`` and a string sort key ``sk``, no
-secondary index. All shops share one partition, so the ranked listing is one Query; each shop's
-reviews and photos share a partition of their own:
+secondary index. All shops share one partition; a second partition keeps a copy of every shop under
+a sort key that orders it by rank, so the ranked listing is one Query of ``limit + 1`` items; each
+shop's reviews and photos share a partition of their own:
 
 =====================  =========================  ==================================================
 Item                   pk / sk                    Attributes
 =====================  =========================  ==================================================
 shop                   SHOPS / SHOP#<id>          id, name, address, latitude?, longitude?,
                                                   review_count, star_sum, created_at
+rank entry             RANKED / RANK#<rank>#<id>  the shop's attributes, as of its current rank
 review (one per user)  SHOP#<id> / REVIEW#<user>  user, stars, text?, created_at, updated_at
 photo                  SHOP#<id> / PHOTO#<created_at>#<photo id>
                                                   id, key, content_type, size, created_at
 =====================  =========================  ==================================================
 
-A review and its shop's aggregates change together in one ``TransactWriteItems``: a new review is
-put on condition that none exists and adds 1 to ``review_count`` and its stars to ``star_sum``; a
-replacement is put on condition that the stored stars are still the ones read, and adds the
-difference to ``star_sum``. When a concurrent writer got there first the transaction is cancelled,
-and the write is retried from a fresh read, so concurrent reviews never corrupt a shop's score.
+A review, its shop's aggregates and the shop's rank entry change together in one
+``TransactWriteItems``: a new review is put on condition that none exists, a replacement on
+condition that the stored stars are still the ones read; the shop's ``review_count`` and
+``star_sum`` are set on condition that they are still the ones read, and its rank entry moves from
+the old rank to the new one. When a concurrent writer got there first the transaction is
+cancelled, and the write is retried from a fresh read, so concurrent reviews never corrupt a shop's
+score or leave its rank entry behind.
 
 Reviews of a shop are one Query (ordered by user); so are its photos (ordered by time). The ranked
-listing reads every shop item (one Query of the SHOPS partition, never the reviews) and sorts them
-in the service: fine for thousands of shops. The cursor holds the last shop's rank key, so it stays
-correct and stable. The single SHOPS partition caps the write rate of reviews across all shops at
-about a thousand per second; a GSI on a precomputed score would replace both when that matters.
+listing is one Query of the RANKED partition from the cursor's rank on. ``open`` adds the rank
+entries of shops written before they existed (each on condition that the shop did not change
+meanwhile). The single SHOPS and RANKED partitions cap the write rate of reviews across all shops at
+about a thousand per second; a GSI on a precomputed score would replace them when that matters.
 """
 
 import random
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Dict, List, Optional
@@ -40,14 +45,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from coffee_ranker.domain.errors import InvalidCursor, ShopNotFound, StorageUnavailable
 from coffee_ranker.domain.models import NewShop, Page, Photo, Review, ReviewWrite, Shop, timestamp, utc_now
-from coffee_ranker.domain.ranking import RankKey
+from coffee_ranker.domain.ranking import PRIOR_STAR_TOTAL, PRIOR_WEIGHT
 from coffee_ranker.storage import aws, cursors
 from coffee_ranker.storage.base import Repository
+from coffee_ranker.storage.cursors import CursorCodec
 
 SHOPS_PK = "SHOPS"
 SHOP_PREFIX = "SHOP#"
 REVIEW_PREFIX = "REVIEW#"
 PHOTO_PREFIX = "PHOTO#"
+RANKED_PK = "RANKED"
+RANK_PREFIX = "RANK#"
+#: The score is kept to this many decimals in a rank: exact (no two different scores share a rank)
+#: for shops with fewer than 10**10 reviews, since two such scores differ by at least 10**-20.
+_SCORE_DIGITS = 20
 #: How often a review write is retried when concurrent writers keep cancelling its transaction.
 MAX_REVIEW_ATTEMPTS = 25
 
@@ -79,6 +90,22 @@ def shop_item(shop: Shop) -> Dict[str, Any]:
         item["latitude"] = Decimal(repr(shop.latitude))
         item["longitude"] = Decimal(repr(shop.longitude))
     return item
+
+
+def rank_sort_key(star_sum: int, review_count: int, shop_id: str) -> str:
+    """A sort key whose string order is the ranking: score and review count descending, id ascending."""
+    scaled_score = (PRIOR_STAR_TOTAL + star_sum) * 10**_SCORE_DIGITS // (PRIOR_WEIGHT + review_count)
+    # Complements to 10**k - 1 keep every field at a fixed width, so larger values sort first.
+    return f"{RANK_PREFIX}{10**22 - 1 - scaled_score:022d}#{10**13 - 1 - review_count:013d}#{shop_id}"
+
+
+def rank_key(shop: Shop) -> Dict[str, str]:
+    return {"pk": RANKED_PK, "sk": rank_sort_key(shop.star_sum, shop.review_count, shop.id)}
+
+
+def rank_item(shop: Shop) -> Dict[str, Any]:
+    """The shop's entry in the ranked listing: a copy of the shop, under its rank."""
+    return {**shop_item(shop), **rank_key(shop)}
 
 
 def review_item(review: Review) -> Dict[str, Any]:
@@ -153,13 +180,26 @@ def _plain(item: Dict[str, Any]) -> Dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
+def _partition(pk: str) -> Dict[str, Any]:
+    """Query parameters for every item of one partition."""
+    return {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": _wire({":pk": pk})}
+
+
 def _error_code(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Code", "")
 
 
 class DynamoDbRepository(Repository):
-    def __init__(self, table: str, region: str, endpoint_url: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        table: str,
+        region: str,
+        endpoint_url: Optional[str] = None,
+        cursors: Optional[CursorCodec] = None,
+    ) -> None:
         self.table = table
+        self._cursors = cursors if cursors is not None else CursorCodec()
+        self._opened = False
         self._client = aws.session().client(
             "dynamodb",
             region_name=region,
@@ -173,7 +213,59 @@ class DynamoDbRepository(Repository):
         )
 
     def open(self) -> None:
-        """The table is created by the deployment (an Ansible role); nothing to migrate."""
+        """Give every shop its rank entry, and drop entries of ranks shops have left.
+
+        The table is created by the deployment (an Ansible role). Each change is conditional on the
+        shop still having the counts read here, so a host starting beside busy ones never undoes a
+        concurrent review's move. StorageUnavailable when the table does not answer.
+        """
+        if self._opened:
+            return
+        try:
+            self._add_missing_rank_entries()
+        except (ClientError, BotoCoreError) as error:
+            raise StorageUnavailable(f"DynamoDB table {self.table} does not answer: {error}") from error
+        self._opened = True
+
+    def _add_missing_rank_entries(self) -> None:
+        shops = {
+            rank_sort_key(shop.star_sum, shop.review_count, shop.id): shop
+            for shop in map(_shop_from, self._query_all(**_partition(SHOPS_PK)))
+        }
+        entries = {item["sk"]: item for item in self._query_all(**_partition(RANKED_PK))}
+        for sort_key, shop in shops.items():
+            if sort_key not in entries:
+                self._if_counts(
+                    shop.id, "=", shop, {"Put": {"TableName": self.table, "Item": _wire(rank_item(shop))}}
+                )
+        for sort_key, item in entries.items():
+            if sort_key not in shops:
+                stale = _shop_from(item)
+                self._if_counts(
+                    stale.id,
+                    "<>",
+                    stale,
+                    {"Delete": {"TableName": self.table, "Key": _wire(rank_key(stale))}},
+                )
+
+    def _if_counts(self, shop_id: str, comparison: str, shop: Shop, change: Dict[str, Any]) -> None:
+        """Apply ``change`` if the shop's counts still are (=) or are no longer (<>) those of ``shop``."""
+        condition = (
+            "review_count = :n AND star_sum = :s"
+            if comparison == "="
+            else "attribute_not_exists(pk) OR review_count <> :n OR star_sum <> :s"
+        )
+        check = {
+            "TableName": self.table,
+            "Key": _wire(shop_key(shop_id)),
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": _wire({":n": shop.review_count, ":s": shop.star_sum}),
+        }
+        try:
+            self._client.transact_write_items(TransactItems=[{"ConditionCheck": check}, change])
+        except ClientError as error:
+            if _error_code(error) not in ("TransactionCanceledException", "TransactionConflictException"):
+                raise
 
     def close(self) -> None:
         self._client.close()
@@ -198,8 +290,17 @@ class DynamoDbRepository(Repository):
             star_sum=0,
             created_at=utc_now(),
         )
-        self._client.put_item(
-            TableName=self.table, Item=_wire(shop_item(shop)), ConditionExpression="attribute_not_exists(pk)"
+        self._client.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": _wire(shop_item(shop)),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {"Put": {"TableName": self.table, "Item": _wire(rank_item(shop))}},
+            ]
         )
         return shop
 
@@ -212,23 +313,19 @@ class DynamoDbRepository(Repository):
         return _shop_from(_plain(response["Item"]))
 
     def list_shops(self, limit: int, cursor: Optional[str] = None) -> Page[Shop]:
-        after: Optional[RankKey] = None
+        params = _partition(RANKED_PK)
         if cursor is not None:
-            position = cursors.decode("shops", cursor, {"s": int, "n": int, "id": str})
-            after = RankKey(star_sum=position["s"], review_count=position["n"], shop_id=position["id"])
-        shops = [
-            _shop_from(item)
-            for item in self._query_all(
-                KeyConditionExpression="pk = :shops", ExpressionAttributeValues=_wire({":shops": SHOPS_PK})
+            position = self._cursors.decode("shops", cursor, {"s": int, "n": int, "id": str})
+            params["ExclusiveStartKey"] = _wire(
+                {"pk": RANKED_PK, "sk": rank_sort_key(position["s"], position["n"], position["id"])}
             )
-        ]
-        if after is not None:
-            shops = [shop for shop in shops if shop.rank_key.comes_after(after)]
-        shops.sort(key=lambda shop: shop.rank_key.sort_key())
+        shops = [_shop_from(item) for item in self._query(limit + 1, **params)]
         return cursors.page_of(
-            shops[: limit + 1],
+            shops,
             limit,
-            lambda last: cursors.encode("shops", {"s": last.star_sum, "n": last.review_count, "id": last.id}),
+            lambda last: self._cursors.encode(
+                "shops", {"s": last.star_sum, "n": last.review_count, "id": last.id}
+            ),
         )
 
     def _query_all(self, **params: Any) -> List[Dict[str, Any]]:
@@ -258,9 +355,9 @@ class DynamoDbRepository(Repository):
     # -- reviews ---------------------------------------------------------------------------------
 
     def put_review(self, shop_id: str, user: str, stars: int, text: Optional[str]) -> ReviewWrite:
-        self.get_shop(shop_id)
         key = {"pk": shop_pk(shop_id), "sk": REVIEW_PREFIX + user}
         for attempt in range(MAX_REVIEW_ATTEMPTS):
+            shop = self.get_shop(shop_id)
             stored = self._client.get_item(TableName=self.table, Key=_wire(key), ConsistentRead=True)
             previous = _plain(stored["Item"]) if "Item" in stored else None
             now = utc_now()
@@ -274,51 +371,60 @@ class DynamoDbRepository(Repository):
             )
             if previous is None:
                 put_condition: Dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
-                shop_change = {
-                    "UpdateExpression": "ADD review_count :one, star_sum :stars",
-                    "ExpressionAttributeValues": _wire({":one": 1, ":stars": stars}),
-                }
+                moved = replace(shop, review_count=shop.review_count + 1, star_sum=shop.star_sum + stars)
             else:
                 put_condition = {
                     "ConditionExpression": "stars = :read",
                     "ExpressionAttributeValues": _wire({":read": previous["stars"]}),
                 }
-                shop_change = {
-                    "UpdateExpression": "ADD star_sum :difference",
-                    "ExpressionAttributeValues": _wire({":difference": stars - int(previous["stars"])}),
-                }
-            try:
-                self._client.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Put": {
-                                "TableName": self.table,
-                                "Item": _wire(review_item(review)),
-                                **put_condition,
-                            }
-                        },
-                        {
-                            "Update": {
-                                "TableName": self.table,
-                                "Key": _wire(shop_key(shop_id)),
-                                "ConditionExpression": "attribute_exists(pk)",
-                                **shop_change,
-                            }
-                        },
-                    ]
+                moved = replace(shop, star_sum=shop.star_sum + stars - int(previous["stars"]))
+            items: List[Dict[str, Any]] = [
+                {"Put": {"TableName": self.table, "Item": _wire(review_item(review)), **put_condition}}
+            ]
+            if moved == shop:  # same stars again: the shop and its rank stay
+                items.append(
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table,
+                            "Key": _wire(shop_key(shop_id)),
+                            "ConditionExpression": "attribute_exists(pk)",
+                        }
+                    }
                 )
+            else:
+                items += [
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _wire(shop_key(shop_id)),
+                            "UpdateExpression": "SET review_count = :n, star_sum = :s",
+                            "ConditionExpression": "review_count = :read_n AND star_sum = :read_s",
+                            "ExpressionAttributeValues": _wire(
+                                {
+                                    ":n": moved.review_count,
+                                    ":s": moved.star_sum,
+                                    ":read_n": shop.review_count,
+                                    ":read_s": shop.star_sum,
+                                }
+                            ),
+                        }
+                    },
+                    {"Delete": {"TableName": self.table, "Key": _wire(rank_key(shop))}},
+                    {"Put": {"TableName": self.table, "Item": _wire(rank_item(moved))}},
+                ]
+            try:
+                self._client.transact_write_items(TransactItems=items)
                 return ReviewWrite(review=review, replaced=previous is not None)
             except ClientError as error:
                 code = _error_code(error)
                 if code == "TransactionCanceledException":
                     reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
-                    if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                        raise ShopNotFound(shop_id) from error
                     if not set(reasons) & {"ConditionalCheckFailed", "TransactionConflict"}:
                         raise
                 elif code != "TransactionConflictException":
                     raise
-            # Another writer changed this review between our read and our write: read again.
+            # Another writer changed this review or this shop between our reads and our write: read
+            # again (a shop deleted meanwhile is ShopNotFound there).
             time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311 - jitter, not crypto
         raise StorageUnavailable(
             f"Could not save the review of {user} for shop {shop_id}: too many concurrent writers."
@@ -331,10 +437,12 @@ class DynamoDbRepository(Repository):
             "ExpressionAttributeValues": _wire({":pk": shop_pk(shop_id), ":prefix": REVIEW_PREFIX}),
         }
         if cursor is not None:
-            user = cursors.decode("reviews", cursor, {"user": str})["user"]
+            user = self._cursors.decode(f"reviews/{shop_id}", cursor, {"user": str})["user"]
             params["ExclusiveStartKey"] = _wire({"pk": shop_pk(shop_id), "sk": REVIEW_PREFIX + user})
         reviews = [_review_from(shop_id, item) for item in self._query(limit + 1, **params)]
-        return cursors.page_of(reviews, limit, lambda last: cursors.encode("reviews", {"user": last.user}))
+        return cursors.page_of(
+            reviews, limit, lambda last: self._cursors.encode(f"reviews/{shop_id}", {"user": last.user})
+        )
 
     # -- photos ----------------------------------------------------------------------------------
 
@@ -366,7 +474,7 @@ class DynamoDbRepository(Repository):
             "ExpressionAttributeValues": _wire({":pk": shop_pk(shop_id), ":prefix": PHOTO_PREFIX}),
         }
         if cursor is not None:
-            position = cursors.decode("photos", cursor, {"t": str, "id": str})
+            position = self._cursors.decode(f"photos/{shop_id}", cursor, {"t": str, "id": str})
             params["ExclusiveStartKey"] = _wire(
                 {"pk": shop_pk(shop_id), "sk": f"{PHOTO_PREFIX}{position['t']}#{position['id']}"}
             )
@@ -374,5 +482,7 @@ class DynamoDbRepository(Repository):
         return cursors.page_of(
             photos,
             limit,
-            lambda last: cursors.encode("photos", {"t": timestamp(last.created_at), "id": last.id}),
+            lambda last: self._cursors.encode(
+                f"photos/{shop_id}", {"t": timestamp(last.created_at), "id": last.id}
+            ),
         )

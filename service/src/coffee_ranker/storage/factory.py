@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from coffee_ranker.settings import Settings
 from coffee_ranker.storage.base import ObjectStore, Repository
+from coffee_ranker.storage.cursors import CursorCodec, key_from_secret
 from coffee_ranker.storage.dynamodb import DynamoDbRepository
 from coffee_ranker.storage.s3 import S3ObjectStore
 from coffee_ranker.storage.sqlite import SqliteRepository
@@ -24,12 +25,13 @@ class Storage:
 
 def build_storage(settings: Settings) -> Storage:
     repository: Repository
+    codec = CursorCodec(key_from_secret(settings.write_token))
     if settings.dynamodb_table:
         repository = DynamoDbRepository(
-            settings.dynamodb_table, settings.aws_region, settings.dynamodb_endpoint_url
+            settings.dynamodb_table, settings.aws_region, settings.dynamodb_endpoint_url, codec
         )
     else:
-        repository = SqliteRepository(settings.db_path)
+        repository = SqliteRepository(settings.db_path, codec)
     object_store = S3ObjectStore(
         settings.bucket, settings.aws_region, settings.s3_endpoint_url, settings.media_base_url
     )

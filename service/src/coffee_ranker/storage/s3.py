@@ -3,6 +3,7 @@
 from typing import Optional
 from urllib.parse import quote
 
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -12,6 +13,7 @@ from coffee_ranker.storage import aws
 from coffee_ranker.storage.base import ObjectStore
 
 MiB = 1024 * 1024
+_S3_ERRORS = (ClientError, BotoCoreError, Boto3Error)
 
 #: Uploads stream from the spooled file on disk in 8 MiB parts, two at a time: memory stays bounded
 #: whatever the photo's size.
@@ -57,16 +59,23 @@ class S3ObjectStore(ObjectStore):
             raise StorageUnavailable(f"S3 bucket {self.bucket} does not answer: {error}") from error
 
     def put_file(self, key: str, path: str, content_type: str) -> None:
-        self._client.upload_file(
-            path,
-            self.bucket,
-            key,
-            ExtraArgs={"ContentType": content_type, "CacheControl": _CACHE_CONTROL},
-            Config=_TRANSFER,
-        )
+        try:
+            self._client.upload_file(
+                path,
+                self.bucket,
+                key,
+                ExtraArgs={"ContentType": content_type, "CacheControl": _CACHE_CONTROL},
+                Config=_TRANSFER,
+            )
+        except _S3_ERRORS as error:
+            # upload_file wraps ClientError in S3UploadFailedError: every kind is the store failing.
+            raise StorageUnavailable(f"S3 bucket {self.bucket} refused {key}: {error}") from error
 
     def delete(self, key: str) -> None:
-        self._client.delete_object(Bucket=self.bucket, Key=key)
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except _S3_ERRORS as error:
+            raise StorageUnavailable(f"S3 bucket {self.bucket} could not delete {key}: {error}") from error
 
     def public_url(self, key: str) -> str:
         path = quote(key, safe="/")

@@ -10,18 +10,39 @@ transaction as the review, so they cannot drift from the reviews whatever code p
 Only SQL that SQLite 3.22 (Ubuntu 18.04) understands: no UPSERT, no RETURNING.
 """
 
+import os
 import sqlite3
 import threading
 import uuid
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from coffee_ranker.domain import ranking
 from coffee_ranker.domain.errors import ShopNotFound, StorageUnavailable
 from coffee_ranker.domain.models import NewShop, Page, Photo, Review, ReviewWrite, Shop, timestamp, utc_now
 from coffee_ranker.storage import cursors
 from coffee_ranker.storage.base import Repository
+from coffee_ranker.storage.cursors import CursorCodec
+
+# Integers, so a cursor's "comes after" test is exact (see domain.ranking).
+_P = ranking.PRIOR_STAR_TOTAL
+_C = ranking.PRIOR_WEIGHT
+_SHOP_COLUMNS = "id, name, address, latitude, longitude, review_count, star_sum, created_at"
+# The score as SQLite computes it for the index. Division is correctly rounded, so equal scores are
+# equal doubles, and distinct scores of real shops (counts far below 2**26) never round together:
+# this order is the exact one of domain.ranking.
+_SCORE = f"(({_P} + star_sum) * 1.0 / ({_C} + review_count))"
+_RANKED_ORDER = f"ORDER BY {_SCORE} DESC, review_count DESC, id ASC"
+# Rows listed after the cursor's shop: lower score, or equal score and fewer reviews, or equal both
+# and a greater id. Scores compared as cross-multiplied integers; the first term only lets the
+# index skip the shops ranked above the cursor.
+_AFTER_RANK_KEY = f"""
+    {_SCORE} <= :score AND (
+    ({_P} + star_sum) * ({_C} + :n) < ({_P} + :s) * ({_C} + review_count)
+    OR (({_P} + star_sum) * ({_C} + :n) = ({_P} + :s) * ({_C} + review_count)
+        AND (review_count < :n OR (review_count = :n AND id > :id))))
+"""
 
 #: Schema migrations, applied in order on start; ``PRAGMA user_version`` records the last one applied.
 #: Append new migrations; never edit one that has shipped.
@@ -82,23 +103,22 @@ MIGRATIONS: Sequence[Tuple[int, Sequence[str]]] = (
             "CREATE INDEX photos_by_shop ON photos (shop_id, created_at, id)",
         ),
     ),
+    (
+        2,
+        (
+            # The ranked listing walks this index instead of sorting every shop per request.
+            f"CREATE INDEX shops_by_rank ON shops ({_SCORE} DESC, review_count DESC, id ASC)",
+            # Readiness writes here: a database that cannot be written is not ready.
+            "CREATE TABLE readiness (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at TEXT NOT NULL)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-# Integers, so a cursor's "comes after" test is exact (see domain.ranking).
-_P = ranking.PRIOR_STAR_TOTAL
-_C = ranking.PRIOR_WEIGHT
-_SHOP_COLUMNS = "id, name, address, latitude, longitude, review_count, star_sum, created_at"
-_RANKED_ORDER = f"ORDER BY ({_P} + star_sum) * 1.0 / ({_C} + review_count) DESC, review_count DESC, id ASC"
-# Rows listed after the cursor's shop: lower score, or equal score and fewer reviews, or equal both
-# and a greater id. Scores compared as cross-multiplied integers.
-_AFTER_RANK_KEY = f"""
-    ({_P} + star_sum) * ({_C} + :n) < ({_P} + :s) * ({_C} + review_count)
-    OR (({_P} + star_sum) * ({_C} + :n) = ({_P} + :s) * ({_C} + review_count)
-        AND (review_count < :n OR (review_count = :n AND id > :id)))
-"""
 _BUSY_TIMEOUT_SECONDS = 15
+#: Below this much free space readiness fails, before writes start failing with "disk full".
+MIN_FREE_DISK_BYTES = 16 * 1024 * 1024
 
 
 class SchemaTooNew(Exception):
@@ -106,12 +126,16 @@ class SchemaTooNew(Exception):
 
 
 class SqliteRepository(Repository):
-    def __init__(self, path: str) -> None:
+    local_reads = True
+
+    def __init__(self, path: str, cursors: Optional[CursorCodec] = None) -> None:
         self.path = path
+        self._cursors = cursors if cursors is not None else CursorCodec()
         self._local = threading.local()
         self._connections: List[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._opened = False
+        self._commits = 0
 
     # -- connections and schema ---------------------------------------------------------------
 
@@ -145,7 +169,16 @@ class SqliteRepository(Repository):
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
+        try:
+            db.execute("COMMIT")
+        finally:
+            with self._connections_lock:  # counted even if COMMIT failed: a change too many is harmless
+                self._commits += 1
+
+    def change_token(self) -> Tuple[int, int]:
+        # data_version changes when another connection (or process) commits, not this one; the
+        # counter covers this process's own commits on any of its connections.
+        return self._commits, self._db.execute("PRAGMA data_version").fetchone()[0]
 
     def open(self) -> None:
         if self._opened:
@@ -185,12 +218,26 @@ class SqliteRepository(Repository):
         self._opened = False
 
     def ping(self) -> None:
+        """Raise StorageUnavailable unless the database can be read and written (a committed write,
+        so a read-only file or a full disk fails here rather than on a customer's review)."""
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == SCHEMA_VERSION:
+                with self._write() as db:
+                    db.execute("DELETE FROM readiness")
+                    db.execute(
+                        "INSERT INTO readiness (id, checked_at) VALUES (1, ?)", (timestamp(utc_now()),)
+                    )
         except sqlite3.Error as error:
-            raise StorageUnavailable(f"SQLite at {self.path} does not answer: {error}") from error
+            raise StorageUnavailable(f"SQLite at {self.path} cannot be written: {error}") from error
         if version != SCHEMA_VERSION:
             raise StorageUnavailable(f"SQLite at {self.path} has schema version {version}")
+        # The probe above may fit in pages SQLite already has; a nearly full disk fails the next write.
+        disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        if disk.f_bavail * disk.f_frsize < MIN_FREE_DISK_BYTES:
+            raise StorageUnavailable(
+                f"the disk of SQLite at {self.path} has less than {MIN_FREE_DISK_BYTES} bytes free"
+            )
 
     # -- shops -----------------------------------------------------------------------------------
 
@@ -231,13 +278,12 @@ class SqliteRepository(Repository):
         return _shop(row)
 
     def list_shops(self, limit: int, cursor: Optional[str] = None) -> Page[Shop]:
-        # A scan and a top-N sort: the score depends on two columns, so no index serves it; a
-        # thousand shops sort in well under a millisecond.
-        params = {"limit": limit + 1}
+        params: Dict[str, object] = {"limit": limit + 1}
         where = ""
         if cursor is not None:
-            position = cursors.decode("shops", cursor, {"s": int, "n": int, "id": str})
-            params.update(s=position["s"], n=position["n"], id=position["id"])
+            position = self._cursors.decode("shops", cursor, {"s": int, "n": int, "id": str})
+            score = (_P + position["s"]) / (_C + position["n"])
+            params.update(s=position["s"], n=position["n"], id=position["id"], score=score)
             where = f"WHERE {_AFTER_RANK_KEY}"
         rows = self._db.execute(
             f"SELECT {_SHOP_COLUMNS} FROM shops {where} {_RANKED_ORDER} LIMIT :limit",  # noqa: S608
@@ -247,7 +293,9 @@ class SqliteRepository(Repository):
         return cursors.page_of(
             shops,
             limit,
-            lambda last: cursors.encode("shops", {"s": last.star_sum, "n": last.review_count, "id": last.id}),
+            lambda last: self._cursors.encode(
+                "shops", {"s": last.star_sum, "n": last.review_count, "id": last.id}
+            ),
         )
 
     # -- reviews ---------------------------------------------------------------------------------
@@ -288,7 +336,7 @@ class SqliteRepository(Repository):
         self.get_shop(shop_id)
         params = {"shop_id": shop_id, "limit": limit + 1, "after": ""}
         if cursor is not None:
-            params["after"] = cursors.decode("reviews", cursor, {"user": str})["user"]
+            params["after"] = self._cursors.decode(f"reviews/{shop_id}", cursor, {"user": str})["user"]
         rows = self._db.execute(
             "SELECT shop_id, user_id, stars, text, created_at, updated_at FROM reviews"
             " WHERE shop_id = :shop_id AND user_id > :after ORDER BY user_id LIMIT :limit",
@@ -305,7 +353,9 @@ class SqliteRepository(Repository):
             )
             for row in rows
         ]
-        return cursors.page_of(reviews, limit, lambda last: cursors.encode("reviews", {"user": last.user}))
+        return cursors.page_of(
+            reviews, limit, lambda last: self._cursors.encode(f"reviews/{shop_id}", {"user": last.user})
+        )
 
     # -- photos ----------------------------------------------------------------------------------
 
@@ -333,7 +383,7 @@ class SqliteRepository(Repository):
         self.get_shop(shop_id)
         params = {"shop_id": shop_id, "limit": limit + 1, "t": "", "id": ""}
         if cursor is not None:
-            params.update(cursors.decode("photos", cursor, {"t": str, "id": str}))
+            params.update(self._cursors.decode(f"photos/{shop_id}", cursor, {"t": str, "id": str}))
         rows = self._db.execute(
             "SELECT id, shop_id, key, content_type, size, created_at FROM photos"
             " WHERE shop_id = :shop_id AND (created_at > :t OR (created_at = :t AND id > :id))"
@@ -354,7 +404,9 @@ class SqliteRepository(Repository):
         return cursors.page_of(
             photos,
             limit,
-            lambda last: cursors.encode("photos", {"t": timestamp(last.created_at), "id": last.id}),
+            lambda last: self._cursors.encode(
+                f"photos/{shop_id}", {"t": timestamp(last.created_at), "id": last.id}
+            ),
         )
 
 
