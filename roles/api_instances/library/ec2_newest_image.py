@@ -28,7 +28,7 @@ image:
   type: dict
 """
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 try:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -41,7 +41,7 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 def is_past(timestamp):
     if not timestamp:
         return False
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")) <= datetime.now(UTC)
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")) <= datetime.now(timezone.utc)  # noqa: UP017 (controllers may run Python 3.10)
 
 
 def main():
