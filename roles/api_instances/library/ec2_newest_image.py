@@ -35,6 +35,7 @@ try:
 except ImportError:
     pass  # AnsibleAWSModule reports the missing dependency.
 
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 
@@ -71,12 +72,9 @@ def main():
         )
     try:
         images = ec2.describe_images(**request)["Images"]
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"):
-            images = []
-        else:
-            module.fail_json_aws(error, msg="Could not look up the instance image")
-    except BotoCoreError as error:
+    except is_boto3_error_code(["InvalidAMIID.NotFound", "InvalidAMIID.Malformed"]):
+        images = []
+    except (BotoCoreError, ClientError) as error:  # pylint: disable=duplicate-except
         module.fail_json_aws(error, msg="Could not look up the instance image")
     if not images:
         module.exit_json(changed=False, image={})

@@ -134,12 +134,8 @@ try:
 except ImportError:
     pass  # AnsibleAWSModule reports the missing dependency.
 
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import get_aws_connection_info
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import get_aws_connection_info, is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
-
-def error_code(error):
-    return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
 
 
 def status_code(error):
@@ -209,10 +205,8 @@ class Guardrails:
         try:
             self.client("sns", region).get_topic_attributes(TopicArn=self.topic_arn(region))
             return True
-        except ClientError as error:
-            if error_code(error) in ("NotFound", "NotFoundException"):
-                return False
-            raise
+        except is_boto3_error_code(["NotFound", "NotFoundException"]):
+            return False
 
     def ensure_topics(self):
         for region in self.regions:
@@ -437,10 +431,8 @@ class Guardrails:
     def read_budget(self, budgets):
         try:
             return budgets.describe_budget(AccountId=self.params["account_id"], BudgetName=self.budget_name)["Budget"]
-        except ClientError as error:
-            if error_code(error) == "NotFoundException":
-                return None
-            raise
+        except is_boto3_error_code("NotFoundException"):
+            return None
 
     def ensure_budget(self, present):
         budgets = self.client("budgets", self.params["billing_region"])
@@ -586,13 +578,12 @@ class Guardrails:
         self.result["lifecycle_rules"] = list(self.rule_ids)
         try:
             current = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-        except ClientError as error:
-            if error_code(error) == "NoSuchLifecycleConfiguration":
-                current = []
-            elif error_code(error) == "NoSuchBucket" and self.check:
-                current = []  # a check-mode run on an account without the bucket yet
-            else:
+        except is_boto3_error_code("NoSuchLifecycleConfiguration"):
+            current = []
+        except is_boto3_error_code("NoSuchBucket"):
+            if not self.check:
                 raise
+            current = []  # a check-mode run on an account without the bucket yet
         ours = sorted((r for r in current if r.get("ID") in self.rule_ids), key=lambda r: r["ID"])
         self.before["lifecycle_rules"] = [self.rule_view(r) for r in ours]
         self.after["lifecycle_rules"] = [self.rule_view(r) for r in sorted(wanted, key=lambda r: r["ID"])]

@@ -63,11 +63,8 @@ try:
 except ImportError:
     pass  # AnsibleAWSModule reports the missing dependency.
 
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
-
-def error_code(error):
-    return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
 
 
 def find_vpc(ec2, vpc_id):
@@ -75,10 +72,8 @@ def find_vpc(ec2, vpc_id):
     if vpc_id:
         try:
             return ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0], ""
-        except ClientError as error:
-            if error_code(error) in ("InvalidVpcID.NotFound", "InvalidVpcID.Malformed"):
-                return None, f"VPC {vpc_id} does not exist in this region"
-            raise
+        except is_boto3_error_code(["InvalidVpcID.NotFound", "InvalidVpcID.Malformed"]):
+            return None, f"VPC {vpc_id} does not exist in this region"
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
     return (vpcs[0], "") if vpcs else (None, "this region of the account has no default VPC")
 
@@ -87,10 +82,8 @@ def candidate_subnets(ec2, vpc, subnet_ids):
     if subnet_ids:
         try:
             return ec2.describe_subnets(SubnetIds=subnet_ids)["Subnets"]
-        except ClientError as error:
-            if error_code(error) in ("InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"):
-                raise LookupError(f"subnet(s) not found in this region: {error}") from None
-            raise
+        except is_boto3_error_code(["InvalidSubnetID.NotFound", "InvalidSubnetID.Malformed"]) as error:
+            raise LookupError(f"subnet(s) not found in this region: {error}") from None
     filters = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
     if vpc.get("IsDefault"):
         filters.append({"Name": "default-for-az", "Values": ["true"]})
@@ -113,17 +106,18 @@ def offered_zones(ec2, instance_type, zones):
 def network_facts(module, ec2):
     params = module.params
     vpc, problem = find_vpc(ec2, params["vpc_id"])
+    facts = dict(vpc_id="", vpc_is_default=False, vpc_problem=problem, subnets=[], instance_subnet_ids=[])
+    facts["subnet_problem"] = ""
     if vpc is None:
-        return dict(vpc_id="", vpc_is_default=False, vpc_problem=problem, subnets=[], instance_subnet_ids=[])
+        return facts
+    facts.update(vpc_id=vpc["VpcId"], vpc_is_default=bool(vpc.get("IsDefault")))
     try:
         found = candidate_subnets(ec2, vpc, params["subnet_ids"])
     except LookupError as error:
-        return dict(
-            vpc_id=vpc["VpcId"], vpc_is_default=bool(vpc.get("IsDefault")), vpc_problem="",
-            subnets=[], instance_subnet_ids=[], subnet_problem=str(error),
-        )  # fmt: skip
+        facts["subnet_problem"] = str(error)
+        return facts
     offered = offered_zones(ec2, params["instance_type"], {s["AvailabilityZone"] for s in found})
-    subnets = [
+    facts["subnets"] = [
         dict(
             subnet_id=s["SubnetId"],
             availability_zone=s["AvailabilityZone"],
@@ -133,15 +127,10 @@ def network_facts(module, ec2):
         )
         for s in sorted(found, key=lambda s: (s["AvailabilityZone"], s["SubnetId"]))
     ]
-    usable = [s["subnet_id"] for s in subnets if s["in_vpc"] and s["maps_public_ip"] and s["offers_instance_type"]]
-    return dict(
-        vpc_id=vpc["VpcId"],
-        vpc_is_default=bool(vpc.get("IsDefault")),
-        vpc_problem="",
-        subnets=subnets,
-        instance_subnet_ids=usable,
-        subnet_problem="",
-    )
+    facts["instance_subnet_ids"] = [
+        s["subnet_id"] for s in facts["subnets"] if s["in_vpc"] and s["maps_public_ip"] and s["offers_instance_type"]
+    ]
+    return facts
 
 
 def strip_account_label(request, account_id):
@@ -154,14 +143,10 @@ def bucket_facts(module, account_id):
     try:
         s3.head_bucket(Bucket=name, ExpectedBucketOwner=account_id)
         owner = "self"
-    except ClientError as error:
-        code = error_code(error)
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            owner = "absent"
-        elif code in ("403", "AccessDenied", "Forbidden"):
-            owner = "other"
-        else:
-            raise
+    except is_boto3_error_code(["404", "NoSuchBucket", "NotFound"]):
+        owner = "absent"
+    except is_boto3_error_code(["403", "AccessDenied", "Forbidden"]):
+        owner = "other"
     control = module.client("s3control")
     if module.params.get("endpoint_url"):
         # boto3 puts the account id into the host name (<account>.s3-control.<region>.amazonaws.com);
@@ -170,19 +155,15 @@ def bucket_facts(module, account_id):
             "before-sign.s3-control", lambda request, **_: strip_account_label(request, account_id)
         )
     try:
-        block = control.get_public_access_block(AccountId=account_id)
-        account_block = block["PublicAccessBlockConfiguration"]
-    except ClientError as error:
-        if error_code(error) == "NoSuchPublicAccessBlockConfiguration":
-            account_block = {}
-        elif error_code(error) in ("AccessDenied", "AccessDeniedException"):
-            module.warn(
-                "Could not read the account-level S3 Block Public Access (s3:GetAccountPublicAccessBlock "
-                "denied); if it blocks public policies, the media bucket's policy will be refused."
-            )
-            account_block = None
-        else:
-            raise
+        account_block = control.get_public_access_block(AccountId=account_id)["PublicAccessBlockConfiguration"]
+    except is_boto3_error_code("NoSuchPublicAccessBlockConfiguration"):
+        account_block = {}
+    except is_boto3_error_code(["AccessDenied", "AccessDeniedException"]):
+        module.warn(
+            "Could not read the account-level S3 Block Public Access (s3:GetAccountPublicAccessBlock "
+            "denied); if it blocks public policies, the media bucket's policy will be refused."
+        )
+        account_block = None
     return dict(bucket_owner=owner, account_public_access_block=account_block)
 
 
