@@ -14,8 +14,13 @@ description:
   - With C(bucket_name) - whether the bucket is this account's, absent, or another account's
     (HeadBucket with ExpectedBucketOwner; a stranger's bucket answers 403, not 404), and the
     account-level S3 Block Public Access, which can forbid the public media policy altogether.
-  - One module run instead of five (amazon.aws has no module for the account-level public access
-    block, the bucket's owner or the type offerings), which keeps a no-op rerun fast.
+  - With C(stack) - the stack's own resources as they are now, each in the shape its role asks for
+    (C(null) when absent): the key pair, the security group, the IAM role with its instance profile
+    and inline policy, the DynamoDB table, the media bucket's settings and the API instances. The
+    roles that own them run their module only where this differs from what they ask for.
+  - One module run instead of a dozen (amazon.aws has no module for the account-level public access
+    block, the bucket's owner or the type offerings, and each module run costs most of a second),
+    which keeps a no-op rerun fast.
 options:
   network: {description: Look up the VPC and the instance subnets., type: bool, default: false}
   vpc_id: {description: The VPC; empty means the region's default VPC., type: str, default: ""}
@@ -26,6 +31,23 @@ options:
     default: []
   instance_type: {description: Instance type whose zone offerings are checked., type: str, default: ""}
   bucket_name: {description: Bucket whose owner and the account's public access block are read., type: str, default: ""}
+  stack:
+    description: Names of the stack's resources to read; a resource left out (or empty) is not read.
+    type: dict
+    default: {}
+    suboptions:
+      key_pair: {description: Key pair name., type: str, default: ""}
+      security_group: {description: Security group name (in C(vpc_id) or the default VPC)., type: str, default: ""}
+      instance_profile: {description: IAM role and instance profile name., type: str, default: ""}
+      policy: {description: Name of the role's inline policy., type: str, default: ""}
+      table: {description: DynamoDB table name., type: str, default: ""}
+      bucket:
+        description:
+          - Media bucket name (read only when it is this account's). C({account_id}) in it stands for
+            the account id, which this module reads.
+        type: str
+        default: ""
+      instance_filters: {description: EC2 filters of the API instances; empty reads none., type: dict, default: {}}
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -56,15 +78,32 @@ account_public_access_block:
   description: The account-level Block Public Access settings ({} when unset, null when unreadable).
   returned: with bucket_name
   type: dict
+stack:
+  description:
+    - The stack's resources named in C(stack), each null when absent (README of roles/preflight).
+    - key_pair {public_key (type and key), tags}; security_group {description, vpc_id, ingress (one
+      "proto from-to source description" string per source, sorted), tags}; instance_profile {role
+      {description, trust_policy, tags, profile_roles}, policy}; table {key_schema, sse,
+      point_in_time_recovery, tags}; bucket {object_ownership, public_access, policy, encryption,
+      versioning, tags}; instances (as amazon.aws.ec2_instance_info returns them) and the
+      instance_filters they were read with.
+  returned: with stack
+  type: dict
 """
 
+import functools
+import json
+
 try:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 except ImportError:
     pass  # AnsibleAWSModule reports the missing dependency.
 
+from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_tag_list_to_ansible_dict
+from ansible_collections.amazon.aws.plugins.module_utils.transformation import ansible_dict_to_boto3_filter_list
 
 
 def find_vpc(ec2, vpc_id):
@@ -167,6 +206,164 @@ def bucket_facts(module, account_id):
     return dict(bucket_owner=owner, account_public_access_block=account_block)
 
 
+# The stack's resources. Each reader returns the resource in the shape its role compares with what it
+# asks for, or None when it is absent: a field left out here is a difference the role cannot see.
+
+
+def tags_of(tag_list):
+    return boto3_tag_list_to_ansible_dict(tag_list or [])
+
+
+def read_key_pair(ec2, name):
+    try:
+        pair = ec2.describe_key_pairs(KeyNames=[name], IncludePublicKey=True)["KeyPairs"][0]
+    except is_boto3_error_code(["InvalidKeyPair.NotFound", "InvalidKeyPair.Malformed"]):
+        return None
+    # "<type> <base64 key> [comment]": AWS appends the key pair's name as the comment.
+    return dict(public_key=" ".join(pair.get("PublicKey", "").split()[:2]), tags=tags_of(pair.get("Tags")))
+
+
+def permission_strings(permissions):
+    """One "proto from-to source [description]" string per source of each permission, sorted."""
+    rules = []
+    for permission in permissions:
+        proto = "all" if permission["IpProtocol"] == "-1" else permission["IpProtocol"]
+        ports = f"{permission['FromPort']}-{permission['ToPort']}" if "FromPort" in permission else "all"
+        sources = (
+            [(r["CidrIp"], r.get("Description", "")) for r in permission.get("IpRanges", [])]
+            + [(r["CidrIpv6"], r.get("Description", "")) for r in permission.get("Ipv6Ranges", [])]
+            + [(r["GroupId"], r.get("Description", "")) for r in permission.get("UserIdGroupPairs", [])]
+            + [(r["PrefixListId"], r.get("Description", "")) for r in permission.get("PrefixListIds", [])]
+        )
+        rules += [" ".join(filter(None, [proto, ports, source, description])) for source, description in sources]
+    return sorted(rules)
+
+
+def read_security_group(ec2, name, vpc_id):
+    filters = [{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc_id]}]
+    groups = ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
+    if len(groups) != 1:
+        return None
+    group = groups[0]
+    # Outbound rules are not read: roles/security_group leaves them as they are.
+    return dict(
+        description=group["Description"],
+        vpc_id=group["VpcId"],
+        ingress=permission_strings(group.get("IpPermissions", [])),
+        tags=tags_of(group.get("Tags")),
+    )
+
+
+def read_instance_profile(iam, name, policy_name):
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+    except is_boto3_error_code("NoSuchEntity"):
+        return None
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        profile_roles = [r["RoleName"] for r in profile["Roles"]]
+    except is_boto3_error_code("NoSuchEntity"):
+        profile_roles = None
+    try:
+        policy = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"] if policy_name else None
+    except is_boto3_error_code("NoSuchEntity"):
+        policy = None
+    role = dict(
+        description=role.get("Description", ""),
+        trust_policy=role["AssumeRolePolicyDocument"],
+        tags=tags_of(iam.list_role_tags(RoleName=name).get("Tags")),
+        profile_roles=profile_roles,
+    )
+    return dict(role=role, policy=policy)
+
+
+def read_table(dynamodb, name):
+    try:
+        table = dynamodb.describe_table(TableName=name)["Table"]
+    except is_boto3_error_code("ResourceNotFoundException"):
+        return None
+    backups = dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+    return dict(
+        key_schema={k["KeyType"]: k["AttributeName"] for k in table["KeySchema"]},
+        sse=table.get("SSEDescription", {}).get("Status", "DISABLED"),
+        point_in_time_recovery=backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED",
+        tags=tags_of(dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags")),
+    )
+
+
+def read_bucket(s3, name, account_id):
+    """The bucket's settings that roles/media_bucket manages; None unless this account's bucket."""
+    try:
+        s3.head_bucket(Bucket=name, ExpectedBucketOwner=account_id)
+    except is_boto3_error_code(["404", "NoSuchBucket", "NotFound", "403", "AccessDenied", "Forbidden", "400"]):
+        return None
+    except ParamValidationError:
+        return None  # Not a bucket name: preflight says why, after this read.
+
+    def read(call, missing, pick):
+        try:
+            return pick(call(Bucket=name))
+        except is_boto3_error_code(missing):
+            return None
+
+    return dict(
+        object_ownership=read(
+            s3.get_bucket_ownership_controls,
+            "OwnershipControlsNotFoundError",
+            lambda r: r["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
+        ),
+        public_access=read(
+            s3.get_public_access_block,
+            "NoSuchPublicAccessBlockConfiguration",
+            lambda r: camel_dict_to_snake_dict(r["PublicAccessBlockConfiguration"]),
+        ),
+        policy=read(s3.get_bucket_policy, "NoSuchBucketPolicy", lambda r: json.loads(r["Policy"])),
+        encryption=read(
+            s3.get_bucket_encryption,
+            "ServerSideEncryptionConfigurationNotFoundError",
+            lambda r: r["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"][
+                "SSEAlgorithm"
+            ],
+        ),
+        versioning={"Enabled": True, "Suspended": False}.get(s3.get_bucket_versioning(Bucket=name).get("Status")),
+        tags=read(s3.get_bucket_tagging, "NoSuchTagSet", lambda r: tags_of(r["TagSet"])) or {},
+    )
+
+
+def read_instances(ec2, filters):
+    pages = ec2.get_paginator("describe_instances").paginate(Filters=ansible_dict_to_boto3_filter_list(filters))
+    instances = []
+    for page in pages:
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                found = camel_dict_to_snake_dict(instance)
+                found["tags"] = tags_of(instance.get("Tags"))
+                instances.append(found)
+    return sorted(instances, key=lambda i: i["launch_time"])
+
+
+def stack_facts(client, names, account_id, vpc_id):
+    stack = {}
+    if names["key_pair"]:
+        stack["key_pair"] = read_key_pair(client("ec2"), names["key_pair"])
+    if names["security_group"]:
+        # Without a VPC (preflight stops the run then) there is no group of this stack either.
+        group = read_security_group(client("ec2"), names["security_group"], vpc_id) if vpc_id else None
+        stack["security_group"] = group
+    if names["instance_profile"]:
+        stack["instance_profile"] = read_instance_profile(client("iam"), names["instance_profile"], names["policy"])
+    if names["table"]:
+        stack["table"] = read_table(client("dynamodb"), names["table"])
+    if names["bucket"]:
+        bucket = names["bucket"].replace("{account_id}", account_id)
+        stack["bucket"] = read_bucket(client("s3"), bucket, account_id)
+    if names["instance_filters"]:
+        stack["instances"] = read_instances(client("ec2"), names["instance_filters"])
+        # The role that owns the instances trusts this read only when it selects them the same way.
+        stack["instance_filters"] = names["instance_filters"]
+    return stack
+
+
 def main():
     module = AnsibleAWSModule(
         argument_spec=dict(
@@ -175,9 +372,24 @@ def main():
             subnet_ids=dict(type="list", elements="str", default=[]),
             instance_type=dict(type="str", default=""),
             bucket_name=dict(type="str", default=""),
+            stack=dict(
+                type="dict",
+                default={},
+                options=dict(
+                    key_pair=dict(type="str", default=""),
+                    security_group=dict(type="str", default=""),
+                    instance_profile=dict(type="str", default=""),
+                    policy=dict(type="str", default=""),
+                    table=dict(type="str", default=""),
+                    bucket=dict(type="str", default=""),
+                    instance_filters=dict(type="dict", default={}),
+                ),
+            ),
         ),
         supports_check_mode=True,
     )
+    # A boto3 client costs a tenth of a second or more to build (the EC2 one most): one per service.
+    client = functools.lru_cache(maxsize=None)(module.client)
     try:
         identity = module.client("sts").get_caller_identity()
     except (BotoCoreError, ClientError) as error:
@@ -191,11 +403,16 @@ def main():
     facts = dict(account_id=identity["Account"], arn=identity["Arn"], partition=identity["Arn"].split(":")[1])
     try:
         if module.params["network"]:
-            facts.update(network_facts(module, module.client("ec2")))
+            facts.update(network_facts(module, client("ec2")))
         if module.params["bucket_name"]:
             facts.update(bucket_facts(module, facts["account_id"]))
     except (BotoCoreError, ClientError) as error:
         module.fail_json_aws(error, msg="Could not read the account's network or S3 settings")
+    if any(module.params["stack"].values()):
+        try:
+            facts["stack"] = stack_facts(client, module.params["stack"], facts["account_id"], facts.get("vpc_id", ""))
+        except (BotoCoreError, ClientError) as error:
+            module.fail_json_aws(error, msg="Could not read the stack's resources")
     module.exit_json(changed=False, **facts)
 
 
