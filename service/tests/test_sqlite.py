@@ -4,10 +4,10 @@ import sqlite3
 
 import pytest
 
-from coffee_ranker.domain.errors import ShopNotFound
+from coffee_ranker.domain.errors import SchemaTooNew, ShopNotFound
 from coffee_ranker.domain.models import NewShop, Photo, utc_now
 from coffee_ranker.storage import sqlite as sqlite_backend
-from coffee_ranker.storage.sqlite import SchemaTooNew, SqliteRepository
+from coffee_ranker.storage.sqlite import SqliteRepository
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ from typing import List, Optional
 import uvicorn
 
 from coffee_ranker.app import create_app
-from coffee_ranker.domain.errors import StorageUnavailable
+from coffee_ranker.domain.errors import SchemaTooNew, StorageUnavailable
 from coffee_ranker.logs import configure_logging, uvicorn_log_config
 from coffee_ranker.settings import Settings, SettingsError
 from coffee_ranker.storage.factory import build_storage
-from coffee_ranker.storage.sqlite import SchemaTooNew
 
 
 def main(argv: Optional[List[str]] = None) -> None:

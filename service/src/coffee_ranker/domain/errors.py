@@ -1,4 +1,4 @@
-"""Errors the domain and storage raise; the HTTP layer maps each to a problem response."""
+"""Errors the domain and storage raise; the HTTP layer maps them to problem responses, the CLI to a line."""
 
 
 class DomainError(Exception):
@@ -18,3 +18,10 @@ class InvalidCursor(DomainError):
 
 class StorageUnavailable(DomainError):
     """The database or the object store could not be reached or refused the request."""
+
+
+class SchemaTooNew(DomainError):
+    """The database was migrated by a newer release; this one must not write to it.
+
+    Defined here, not in the SQLite backend, so the CLI can report it without importing a backend.
+    """

@@ -6,7 +6,7 @@ import uuid
 from coffee_ranker.domain.errors import StorageUnavailable
 from coffee_ranker.domain.images import ImageType
 from coffee_ranker.domain.models import Photo, utc_now
-from coffee_ranker.storage.base import ObjectStore, Repository
+from coffee_ranker.domain.ports import ObjectStore, Repository
 
 log = logging.getLogger("coffee_ranker")
 

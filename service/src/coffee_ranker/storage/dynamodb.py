@@ -45,9 +45,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from coffee_ranker.domain.errors import InvalidCursor, ShopNotFound, StorageUnavailable
 from coffee_ranker.domain.models import NewShop, Page, Photo, Review, ReviewWrite, Shop, timestamp, utc_now
+from coffee_ranker.domain.ports import Repository
 from coffee_ranker.domain.ranking import PRIOR_STAR_TOTAL, PRIOR_WEIGHT
 from coffee_ranker.storage import aws, cursors
-from coffee_ranker.storage.base import Repository
 from coffee_ranker.storage.cursors import CursorCodec
 
 SHOPS_PK = "SHOPS"

@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass
 
+from coffee_ranker.domain.ports import ObjectStore, Repository
 from coffee_ranker.settings import Settings
-from coffee_ranker.storage.base import ObjectStore, Repository
 from coffee_ranker.storage.cursors import CursorCodec, key_from_secret
 from coffee_ranker.storage.dynamodb import DynamoDbRepository
 from coffee_ranker.storage.s3 import S3ObjectStore

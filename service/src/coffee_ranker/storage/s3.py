@@ -9,8 +9,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from coffee_ranker.domain.errors import StorageUnavailable
+from coffee_ranker.domain.ports import ObjectStore
 from coffee_ranker.storage import aws
-from coffee_ranker.storage.base import ObjectStore
 
 MiB = 1024 * 1024
 _S3_ERRORS = (ClientError, BotoCoreError, Boto3Error)

@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from coffee_ranker.domain import ranking
-from coffee_ranker.domain.errors import ShopNotFound, StorageUnavailable
+from coffee_ranker.domain.errors import SchemaTooNew, ShopNotFound, StorageUnavailable
 from coffee_ranker.domain.models import NewShop, Page, Photo, Review, ReviewWrite, Shop, timestamp, utc_now
+from coffee_ranker.domain.ports import Repository
 from coffee_ranker.storage import cursors
-from coffee_ranker.storage.base import Repository
 from coffee_ranker.storage.cursors import CursorCodec
 
 # Integers, so a cursor's "comes after" test is exact (see domain.ranking).
@@ -119,10 +119,6 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 _BUSY_TIMEOUT_SECONDS = 15
 #: Below this much free space readiness fails, before writes start failing with "disk full".
 MIN_FREE_DISK_BYTES = 16 * 1024 * 1024
-
-
-class SchemaTooNew(Exception):
-    pass
 
 
 class SqliteRepository(Repository):

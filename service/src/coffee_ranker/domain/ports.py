@@ -1,4 +1,7 @@
-"""The storage interfaces the domain and the HTTP layer depend on; backends implement them."""
+"""The storage interfaces (ports) the domain and the HTTP layer depend on; ``storage/`` implements them.
+
+They live in the domain so that it never imports a backend: the dependency points from storage to here.
+"""
 
 import abc
 from typing import Hashable, Optional
