@@ -9,7 +9,14 @@ import pytest
 import coffee_ranker.domain
 
 DOMAIN = Path(coffee_ranker.domain.__file__).resolve().parent
-FORBIDDEN = ("coffee_ranker.storage", "coffee_ranker.api", "coffee_ranker.app", "coffee_ranker.edge")
+FORBIDDEN = (
+    "coffee_ranker.storage",
+    "coffee_ranker.api",
+    "coffee_ranker.app",
+    "coffee_ranker.edge",
+    "coffee_ranker.problems",
+    "coffee_ranker.cli",
+)
 
 
 def imported_modules(source):
