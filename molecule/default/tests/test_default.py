@@ -64,6 +64,7 @@ def test_data_folder_belongs_to_the_service(host):
 
 
 def test_unit_is_hardened(host):
+    assert "NoNewPrivileges=yes" in host.file(f"/etc/systemd/system/{UNIT}").content_string
     report = host.check_output(f"systemd-analyze security {UNIT}")
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)
     assert match, report
