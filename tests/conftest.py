@@ -222,7 +222,11 @@ def _playbook_runner(aws: EmbeddedAws, tmp_path: Path):
     def run(playbook: str, *args: str, extra_vars: dict | None = None, boot_hosts: bool = False) -> PlaybookRun:
         """boot_hosts: give instances sandbox hosts (root, nspawn); most tests need only the AWS side."""
         command = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / playbook)]
-        variables = {"controller_secrets_dir": str(secrets), "sandbox_enabled": boot_hosts, **(extra_vars or {})}
+        variables = {
+            "controller_secrets_dir": str(secrets),
+            "machines_role": "sandbox_hosts" if boot_hosts else "",
+            **(extra_vars or {}),
+        }
         command += ["-e", json.dumps(variables), *args]
         env = dict(os.environ, SANDBOX_AWS_ENDPOINT=aws.endpoint, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
         env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"

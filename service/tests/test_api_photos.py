@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from coffee_ranker.app import create_app
-from coffee_ranker.storage.factory import Storage
+from coffee_ranker.storage.factory import Storage, build_storage
 from coffee_ranker.storage.s3 import S3ObjectStore
 from tests.conftest import settings_for
 from tests.support import AUTH, BUCKET, JPEG_BYTES, PNG_BYTES, REGION, WEBP_BYTES, multipart, serve_in_thread
@@ -164,6 +164,21 @@ def test_the_media_base_url_replaces_the_bucket_url(settings, aws, storage, shop
         photo = upload(client, shop["id"], JPEG_BYTES).json()
         assert photo["url"] == f"https://media.example.org/{photo['key']}"
         assert client.get(f"/shops/{shop['id']}/photos").json()["items"][0]["url"] == photo["url"]
+
+
+def test_photos_are_stored_under_the_media_prefix(aws, tmp_path):
+    settings = settings_for("sqlite", aws, tmp_path, RANKER_MEDIA_PREFIX="public/photos/")
+    storage = build_storage(settings)
+    storage.open()
+    try:
+        with serve_in_thread(create_app(settings, storage)) as url, httpx.Client(base_url=url) as client:
+            shop = client.post("/shops", json={"name": "Kaffeebar", "address": "Marktplatz 3"}, headers=AUTH)
+            photo = upload(client, shop.json()["id"], JPEG_BYTES).json()
+    finally:
+        storage.close()
+    assert photo["key"].startswith(f"public/photos/shops/{shop.json()['id']}/")
+    stored = aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="public/photos/")["Contents"]
+    assert [entry["Key"] for entry in stored] == [photo["key"]]
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ def test_minimal_settings_take_the_documented_defaults(valid, tmp_path):
     assert settings.db_path == str(tmp_path / "ranker.sqlite3")
     assert settings.s3_endpoint_url is None
     assert settings.media_base_url is None
+    assert settings.media_prefix == "media/"
     assert (settings.max_json_bytes, settings.max_image_pixels) == (64 * 1024, 40_000_000)
     assert (settings.log_format, settings.cors_origins) == ("text", ())
 
@@ -45,6 +46,7 @@ def test_every_variable_is_read(valid):
         RANKER_PORT="8080",
         RANKER_MAX_UPLOAD_BYTES="1024",
         RANKER_MEDIA_BASE_URL="https://media.example.org/",
+        RANKER_MEDIA_PREFIX="public/photos/",
         RANKER_DYNAMODB_TABLE="coffee-ranker",
         RANKER_DYNAMODB_ENDPOINT_URL="http://127.0.0.1:5000",
         RANKER_MAX_JSON_BYTES="2048",
@@ -62,6 +64,7 @@ def test_every_variable_is_read(valid):
     assert settings.s3_endpoint_url == "http://127.0.0.1:5000"
     assert (settings.host, settings.port, settings.max_upload_bytes) == ("127.0.0.1", 8080, 1024)
     assert settings.media_base_url == "https://media.example.org"
+    assert settings.media_prefix == "public/photos/"
     assert settings.storage_backend == "dynamodb"
     assert settings.dynamodb_endpoint_url == "http://127.0.0.1:5000"
 
@@ -87,6 +90,12 @@ def test_a_missing_required_variable_is_named(valid, name, absent):
         ("RANKER_WRITE_TOKEN", "has a space in it here", "printable ASCII"),
         ("RANKER_S3_ENDPOINT_URL", "127.0.0.1:5000", "not an http:// or https:// URL"),
         ("RANKER_MEDIA_BASE_URL", "ftp://media.example.org", "not an http:// or https:// URL"),
+        ("RANKER_MEDIA_PREFIX", "media", "not a key prefix such as media/"),
+        ("RANKER_MEDIA_PREFIX", "/", "not a key prefix such as media/"),
+        ("RANKER_MEDIA_PREFIX", "/media/", "not a key prefix such as media/"),
+        ("RANKER_MEDIA_PREFIX", "media//", "not a key prefix such as media/"),
+        ("RANKER_MEDIA_PREFIX", "../", "not a key prefix such as media/"),
+        ("RANKER_MEDIA_PREFIX", "media photos/", "not a key prefix such as media/"),
         ("RANKER_DYNAMODB_TABLE", "x", "not a DynamoDB table name"),
         ("RANKER_HOST", "not a host!", "neither an IP address nor a host name"),
         ("RANKER_PORT", "eighty", "not a whole number"),

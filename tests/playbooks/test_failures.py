@@ -77,7 +77,7 @@ def site(run_playbook, aws):
         runner killing a cancelled job) as soon as the task `after_task` has finished on every host."""
         variables = {
             "controller_secrets_dir": str(run_playbook.secrets),
-            "sandbox_enabled": True,
+            "machines_role": "sandbox_hosts",
             "project_name": PROJECT,
             **extra_vars,
         }

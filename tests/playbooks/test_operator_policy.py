@@ -272,7 +272,7 @@ def run_as(enforcing_aws, anonymous_proxy, tmp_path):
     def run(playbook: str, credentials: dict[str, str], extra_vars: dict | None = None) -> tuple[int, str]:
         variables = {
             "controller_secrets_dir": str(tmp_path / "secrets"),
-            "sandbox_enabled": False,
+            "machines_role": "",
             "aws_connection": {"region": REGION, "endpoint_url": enforcing_aws.endpoint, **credentials},
             # The public URL of the media bucket (derived.yml; the role's default before it), via the proxy.
             "media_public_base_url": anonymous_proxy + "/{{ media_bucket_name }}",

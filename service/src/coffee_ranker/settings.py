@@ -19,6 +19,8 @@ RANKER_PORT                    no        11373
 RANKER_MAX_UPLOAD_BYTES        no        10485760 (10 MiB): the largest photo accepted.
 RANKER_MEDIA_BASE_URL          no        Base URL of public photo links (a CDN or CNAME); the
                                          bucket's own URL when unset.
+RANKER_MEDIA_PREFIX            no        media/: the key prefix photos are stored under, the only
+                                         one the bucket policy makes public. Ends with "/".
 RANKER_MAX_JSON_BYTES          no        65536 (64 KiB): the largest JSON request body accepted.
 RANKER_MAX_IMAGE_PIXELS        no        40000000: the most pixels a photo may decode to (a guard
                                          against decompression bombs).
@@ -38,6 +40,7 @@ from urllib.parse import urlsplit
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - the service is meant to be reached from outside the host.
 DEFAULT_PORT = 11373
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_MEDIA_PREFIX = "media/"
 DEFAULT_DB_PATH = "/var/lib/coffee-ranker/ranker.sqlite3"
 DEFAULT_MAX_JSON_BYTES = 64 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
@@ -45,6 +48,7 @@ LOG_FORMATS = ("text", "json")
 MIN_WRITE_TOKEN_LENGTH = 16
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_MEDIA_PREFIX_SEGMENT = re.compile(r"^(?!\.+$)[A-Za-z0-9._-]+$")
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*$")
@@ -71,6 +75,7 @@ class Settings:
     port: int = DEFAULT_PORT
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     media_base_url: Optional[str] = None
+    media_prefix: str = DEFAULT_MEDIA_PREFIX
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     log_format: str = "text"
@@ -103,6 +108,7 @@ class Settings:
                 "RANKER_MAX_UPLOAD_BYTES", _positive_int, DEFAULT_MAX_UPLOAD_BYTES
             ),
             "media_base_url": reader.optional("RANKER_MEDIA_BASE_URL", _url),
+            "media_prefix": reader.optional("RANKER_MEDIA_PREFIX", _media_prefix, DEFAULT_MEDIA_PREFIX),
             "max_json_bytes": reader.optional("RANKER_MAX_JSON_BYTES", _positive_int, DEFAULT_MAX_JSON_BYTES),
             "max_image_pixels": reader.optional(
                 "RANKER_MAX_IMAGE_PIXELS", _positive_int, DEFAULT_MAX_IMAGE_PIXELS
@@ -191,6 +197,20 @@ def _url(raw: str) -> str:
     if parts.query or parts.fragment:
         raise _Invalid(f"{raw!r} must not have a query string or fragment")
     return raw.rstrip("/")
+
+
+def _media_prefix(raw: str) -> str:
+    segments = raw.split("/")
+    if (
+        not raw.endswith("/")
+        or len(raw) > 200
+        or not all(segment and _MEDIA_PREFIX_SEGMENT.match(segment) for segment in segments[:-1])
+    ):
+        raise _Invalid(
+            f"{raw!r} is not a key prefix such as media/ (segments of letters, digits, '.', '_' or '-' "
+            "that are not all dots, each followed by '/')"
+        )
+    return raw
 
 
 def _table(raw: str) -> str:

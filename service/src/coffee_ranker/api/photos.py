@@ -55,6 +55,7 @@ async def upload_photo(shop_id: ShopId, request: Request, storage: StorageDep) -
             cleaned.path,
             cleaned.size,
             cleaned.image_type,
+            settings.media_prefix,
         )
     finally:
         cleaned.discard()

@@ -11,8 +11,9 @@ from coffee_ranker.domain.ports import ObjectStore, Repository
 log = logging.getLogger("coffee_ranker")
 
 
-def photo_key(shop_id: str, photo_id: str, image_type: ImageType) -> str:
-    return f"media/shops/{shop_id}/{photo_id}.{image_type.extension}"
+def photo_key(prefix: str, shop_id: str, photo_id: str, image_type: ImageType) -> str:
+    """Under ``prefix`` (RANKER_MEDIA_PREFIX), the one key prefix the bucket policy makes public."""
+    return f"{prefix}shops/{shop_id}/{photo_id}.{image_type.extension}"
 
 
 def store_photo(
@@ -22,13 +23,14 @@ def store_photo(
     path: str,
     size: int,
     image_type: ImageType,
+    key_prefix: str,
 ) -> Photo:
     """Upload the photo spooled at ``path`` and record it; ShopNotFound if the shop went away."""
     photo_id = uuid.uuid4().hex
     photo = Photo(
         id=photo_id,
         shop_id=shop_id,
-        key=photo_key(shop_id, photo_id, image_type),
+        key=photo_key(key_prefix, shop_id, photo_id, image_type),
         content_type=image_type.content_type,
         size=size,
         created_at=utc_now(),
