@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sandbox"))  # the tools' own package, for its SSH
+from machines.ssh import ssh_command  # noqa: E402
 
 
 class SandboxTool:
@@ -35,9 +39,7 @@ class SandboxTool:
 
 
 def ssh(machine: dict, key: Path, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run a command as the machine's user, logging in with `key` (port 22 unless the machine says)."""
-    options = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "BatchMode=yes", "LogLevel=ERROR"]
-    options.append("ConnectTimeout=20")
-    arguments = [word for option in options for word in ("-o", option)]
-    arguments += ["-i", str(key), "-p", str(machine.get("port", 22)), f"{machine['user']}@{machine['address']}"]
-    return subprocess.run(["ssh", *arguments, command], capture_output=True, text=True, timeout=timeout)
+    """Run a command as the machine's user, logging in with `key` (port 22 unless the machine says), with the
+    SSH client options the tools use themselves."""
+    arguments = ssh_command(machine["user"], machine["address"], machine.get("port", 22), key, command, 20)
+    return subprocess.run(arguments, capture_output=True, text=True, timeout=timeout)
