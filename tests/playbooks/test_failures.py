@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "sandbox"))  # the sandbox tools' own package, for their SSH client options
+from machines.ssh import ssh_command  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 HOSTS = REPO / "sandbox" / "hosts"
 STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR") or REPO / ".sandbox").resolve()
@@ -181,13 +184,8 @@ def test_site_converges_after_interrupted_runs_and_tears_down_to_nothing(site, a
 
 
 def ssh(host: dict, key: Path, command: str) -> subprocess.CompletedProcess:
-    options = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"]
-    return subprocess.run(
-        ["ssh", *options, "-o", "LogLevel=ERROR", "-i", str(key), f"{host['user']}@{host['address']}", command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    arguments = ssh_command(host["user"], host["address"], host.get("port", 22), key, command, 20)
+    return subprocess.run(arguments, capture_output=True, text=True, timeout=60)
 
 
 def test_systemd_restarts_a_killed_service_and_verify_passes_again(site, run_playbook):
