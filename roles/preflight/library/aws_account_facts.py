@@ -271,7 +271,8 @@ def read_instance_profile(iam, name, policy_name):
     role = dict(
         description=role.get("Description", ""),
         trust_policy=role["AssumeRolePolicyDocument"],
-        tags=tags_of(iam.list_role_tags(RoleName=name).get("Tags")),
+        # GetRole's own tags: the operator policy (docs/operator-iam-policy.json) grants no ListRoleTags.
+        tags=tags_of(role.get("Tags")),
         profile_roles=profile_roles,
     )
     return dict(role=role, policy=policy)
