@@ -80,7 +80,8 @@ account_public_access_block:
   type: dict
 stack:
   description:
-    - The stack's resources named in C(stack), each null when absent (README of roles/preflight).
+    - The stack's resources named in C(stack), each null when absent, in the shape of the owning role's
+      <role>_wanted (its vars/main.yml).
     - key_pair {public_key (type and key), tags}; security_group {description, vpc_id, ingress (one
       "proto from-to source description" string per source, sorted), tags}; instance_profile {role
       {description, trust_policy, tags, profile_roles}, policy}; table {key_schema, sse,
