@@ -96,7 +96,8 @@ test-playbooks: venv host-deps
 	$(UNKIND_AWS) pytest -q -p no:cacheprovider tests/playbooks tests/roles
 
 test-sandbox: venv host-deps
-	pytest -q -p no:cacheprovider tests/sandbox/test_hosts.py tests/sandbox/test_embedded_aws_realism.py
+	pytest -q -p no:cacheprovider tests/sandbox/test_hosts.py tests/sandbox/test_embedded_aws_realism.py \
+	  tests/sandbox/test_load_balancers.py
 
 test-molecule: venv host-deps
 	SANDBOX_AWS_REALISM=1 molecule test -s provision

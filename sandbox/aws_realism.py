@@ -20,7 +20,9 @@ reproduces what real AWS does there, each with the error code, HTTP status and m
 6. Bucket names owned by other accounts (``foreign_buckets``): 403 on HeadBucket and any other call,
    409 BucketAlreadyExists on CreateBucket.
 7. DeleteSecurityGroup answers DependencyViolation while an instance is in the group and for ``sg_delay``
-   seconds after it was terminated (moto deletes the group at once, even under a running instance).
+   seconds after it was terminated; likewise while a load balancer (an ALB) has the group among its
+   SecurityGroups and for ``sg_delay`` seconds after DeleteLoadBalancer, as its network interfaces linger
+   (moto deletes the group at once, even under a running instance or a live load balancer).
 8. An account without a default VPC: the control endpoint deletes a region's default VPC on demand.
 
 Control endpoint, loopback only: ``GET /_realism`` (settings), ``POST /_realism`` (merge a JSON object of
@@ -46,6 +48,7 @@ from urllib.parse import parse_qs
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
+from moto.elbv2.models import elbv2_backends
 from moto.s3control.models import s3control_backends
 
 DEPRECATION_AGE = timedelta(days=730)
@@ -166,6 +169,7 @@ class RealismMiddleware:
         self.bucket_blocks: dict[str, float] = {}  # bucket name: PutPublicAccessBlock
         self.bucket_policies: dict[str, float] = {}  # bucket name: PutBucketPolicy
         self.terminated_groups: dict[str, float] = {}  # security group id: TerminateInstances
+        self.balancer_groups: dict[str, float] = {}  # security group id: DeleteLoadBalancer
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -182,7 +186,7 @@ class RealismMiddleware:
 
         region, service = self._scope(environ)
         decision: Response | After | None = None
-        if service in ("ec2", "iam"):
+        if service in ("ec2", "iam", "elasticloadbalancing"):
             decision = self._query_protocol(environ, service, region)
         elif service == "dynamodb":
             decision = self._dynamodb(environ, region)
@@ -344,7 +348,7 @@ class RealismMiddleware:
             "internet_gateways": [gateway.id for gateway in gateways],
         }
 
-    # --- EC2 and IAM (query protocol: Action=... form bodies)
+    # --- EC2, IAM and ELBv2 (query protocol: Action=... form bodies)
 
     def _query_protocol(self, environ: dict[str, Any], service: str, region: str) -> Response | After | None:
         body = self._body(environ)
@@ -354,6 +358,10 @@ class RealismMiddleware:
         if service == "iam":
             if action in ("CreateInstanceProfile", "AddRoleToInstanceProfile"):
                 return self._stamp(self.profile_roles, [params.get("InstanceProfileName", "")])
+            return None
+        if service == "elasticloadbalancing":
+            if action == "DeleteLoadBalancer" and params.get("LoadBalancerArn"):
+                return self._delete_load_balancer(params["LoadBalancerArn"], region)
             return None
         handler = {
             "DescribeImages": self._describe_images,
@@ -463,6 +471,12 @@ class RealismMiddleware:
                     groups.update(group.id for group in instance.security_groups)
         return self._stamp(self.terminated_groups, groups)
 
+    def _delete_load_balancer(self, arn: str, region: str) -> After | None:
+        # The groups now, while moto still has the balancer; stamped once moto has deleted it.
+        balancer = elbv2_backends[self.account][region].load_balancers.get(arn)
+        groups = list(balancer.security_groups or []) if balancer is not None else []
+        return self._stamp(self.balancer_groups, groups) if groups else None
+
     def _delete_security_group(self, environ: dict[str, Any], params: dict[str, str], region: str) -> Response | None:
         backend = ec2_backends[self.account][region]
         group_id = params.get("GroupId")
@@ -477,8 +491,15 @@ class RealismMiddleware:
         in_use = any(
             instance.state != "terminated" and group_id in {group.id for group in instance.security_groups}
             for instance in backend.all_instances()
+        ) or any(
+            group_id in (balancer.security_groups or [])
+            for balancer in list(elbv2_backends[self.account][region].load_balancers.values())
         )
-        if in_use or self._recent(self.terminated_groups, group_id, "sg_delay"):
+        if (
+            in_use
+            or self._recent(self.terminated_groups, group_id, "sg_delay")
+            or self._recent(self.balancer_groups, group_id, "sg_delay")
+        ):
             return ec2_error("DependencyViolation", f"resource {group_id} has a dependent object")
         return None
 

@@ -6,7 +6,13 @@ real AWS does and moto does not (deprecated images, IAM eventual consistency, in
 an AZ, DynamoDB backups and S3 public access that take effect late, foreign bucket names, security groups
 still in use, an account without a default VPC), so that the playbooks meet those before AWS shows them.
 See sandbox/aws_realism.py for each behaviour and the ``/_realism`` control endpoint. Without the
-variable this is plain moto_server.
+variable this is plain moto_server, but for one thing in both modes:
+
+Application Load Balancers pass traffic. ``load_balancers.LoadBalancerDataPlane`` (outermost) runs one real
+HAProxy per ALB on 127.0.0.1 that follows the elbv2 API: listeners, target groups' health checks, targets
+(the sandbox machines) and deregistration with draining; DescribeTargetHealth answers from it. Each ALB's
+listener URLs are in ``<state>/load-balancers/<name>.json``. The HAProxies stop with this server (and at
+``POST /moto-api/reset``); those a killed server left behind stop when the next one starts.
 """
 
 from __future__ import annotations
@@ -16,6 +22,11 @@ import os
 import signal
 import sys
 from typing import Any
+
+# ACM issues a DNS-validated certificate once its record is in Route 53, in minutes; moto issues it a
+# fixed time after the request (60 s by default, read when moto is imported). Here at once, as the
+# embedded Route 53 holds the record at once too. An explicit setting still wins.
+os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "0")
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
@@ -28,13 +39,16 @@ def realism_enabled(environ: dict[str, str] | os._Environ = os.environ) -> bool:
 def make_app() -> Any:
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # as moto.server.main sets it
-    if not realism_enabled():
-        return app
-    # Imported only here: it loads moto's EC2, IAM and S3 Control backends at start.
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from aws_realism import RealismMiddleware
+    if realism_enabled():
+        # Imported only here: it loads moto's EC2, ELB, IAM and S3 Control backends at start.
+        from aws_realism import RealismMiddleware
 
-    return RealismMiddleware(app)
+        app = RealismMiddleware(app)
+    from load_balancers import LoadBalancerDataPlane
+
+    # Outermost, so that it sees every elbv2 call and the reset before anything answers them.
+    return LoadBalancerDataPlane(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -334,3 +334,12 @@ def test_enforcement_is_real_the_policy_without_run_instances_cannot_launch(enfo
     left = enforcing_aws.leftovers()
     # Everything before the launch was made: the denial is of that one action.
     assert {kind: len(left[kind]) for kind in STACK} == {**dict.fromkeys(STACK, 1), "instances": 0}, left
+
+
+@pytest.mark.parametrize("name", ["operator-iam-policy.json", "operator-iam-policy-load-balancer.json"])
+def test_each_operator_policy_fits_into_a_managed_policy(name):
+    # AWS counts a managed policy's characters without whitespace: 6,144 at most. The base policy is
+    # close to it, which is why the load balancer's permissions are a policy of their own.
+    document = json.loads((REPO / "docs" / name).read_text())
+    assert len(json.dumps(document, separators=(",", ":"))) <= 6144
+    assert all(statement["Effect"] == "Allow" and statement.get("Sid") for statement in document["Statement"])

@@ -275,6 +275,32 @@ def test_a_security_group_stays_in_use_after_its_instance_terminated(aws):
     assert group not in {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
 
 
+def test_a_security_group_stays_in_use_after_its_load_balancer_was_deleted(aws):
+    ec2, elb = aws.client("ec2"), aws.client("elbv2")
+    group = ec2.create_security_group(GroupName="alb", Description="alb")["GroupId"]
+    (balancer,) = elb.create_load_balancer(
+        Name="shop",
+        Subnets=[subnet_in(aws, "us-east-1a"), subnet_in(aws, "us-east-1b")],
+        SecurityGroups=[group],
+        Type="application",
+    )["LoadBalancers"]
+    dependent = ("DependencyViolation", 400, f"resource {group} has a dependent object")
+    with pytest.raises(ClientError) as excinfo:
+        ec2.delete_security_group(GroupId=group)
+    assert error_of(excinfo) == dependent
+
+    elb.delete_load_balancer(LoadBalancerArn=balancer["LoadBalancerArn"])
+    assert elb.describe_load_balancers()["LoadBalancers"] == []
+    for by in ({"GroupId": group}, {"GroupName": "alb"}):
+        with pytest.raises(ClientError) as excinfo:
+            ec2.delete_security_group(**by)
+        assert error_of(excinfo) == dependent
+
+    time.sleep(DELAY)
+    ec2.delete_security_group(GroupId=group)
+    assert group not in {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
+
+
 def test_an_account_without_a_default_vpc(aws):
     ec2 = aws.client("ec2")
     default = [{"Name": "is-default", "Values": ["true"]}]

@@ -70,6 +70,11 @@ instance_subnet_ids:
   description: Usable subnets (in the VPC, mapping public IPs, the type offered in their zone).
   returned: with network
   type: list
+load_balancer_subnet_ids:
+  description: One public subnet per zone (in the VPC, mapping public IPs), for an internet-facing load balancer.
+  returned: with network
+  type: list
+vpc_cidr: {description: The VPC's IPv4 range., returned: with network, type: str}
 bucket_owner:
   description: "`self`, `absent` or `other` (another account, or not readable)."
   returned: with bucket_name
@@ -146,11 +151,11 @@ def offered_zones(ec2, instance_type, zones):
 def network_facts(module, ec2):
     params = module.params
     vpc, problem = find_vpc(ec2, params["vpc_id"])
-    facts = dict(vpc_id="", vpc_is_default=False, vpc_problem=problem, subnets=[], instance_subnet_ids=[])
-    facts["subnet_problem"] = ""
+    facts = dict(vpc_id="", vpc_cidr="", vpc_is_default=False, vpc_problem=problem, subnets=[], instance_subnet_ids=[])
+    facts.update(subnet_problem="", load_balancer_subnet_ids=[])
     if vpc is None:
         return facts
-    facts.update(vpc_id=vpc["VpcId"], vpc_is_default=bool(vpc.get("IsDefault")))
+    facts.update(vpc_id=vpc["VpcId"], vpc_cidr=vpc["CidrBlock"], vpc_is_default=bool(vpc.get("IsDefault")))
     try:
         found = candidate_subnets(ec2, vpc, params["subnet_ids"])
     except LookupError as error:
@@ -170,6 +175,13 @@ def network_facts(module, ec2):
     facts["instance_subnet_ids"] = [
         s["subnet_id"] for s in facts["subnets"] if s["in_vpc"] and s["maps_public_ip"] and s["offers_instance_type"]
     ]
+    # An internet-facing load balancer takes one public subnet per zone (it needs two zones or more),
+    # whether or not the zone offers the instance type.
+    per_zone = {}
+    for subnet in facts["subnets"]:
+        if subnet["in_vpc"] and subnet["maps_public_ip"]:
+            per_zone.setdefault(subnet["availability_zone"], subnet["subnet_id"])
+    facts["load_balancer_subnet_ids"] = list(per_zone.values())
     return facts
 
 

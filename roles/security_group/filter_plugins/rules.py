@@ -10,7 +10,7 @@ def rule_strings(rules):
     strings = []
     for rule in rules:
         sources = []
-        for key in ("cidr_ip", "cidr_ipv6"):
+        for key in ("cidr_ip", "cidr_ipv6", "group_id"):
             value = rule.get(key) or []
             sources += [value] if isinstance(value, str) else list(value)
         for port in rule.get("ports") or []:
