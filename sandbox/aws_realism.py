@@ -50,6 +50,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.elbv2.models import elbv2_backends
 from moto.s3control.models import s3control_backends
+from wsgi_layers import After, pass_through, read_body
 
 DEPRECATION_AGE = timedelta(days=730)
 DELAYS = ("iam_delay", "pitr_delay", "policy_delay", "policy_visible_delay", "sg_delay")
@@ -67,8 +68,6 @@ DEFAULTS: dict[str, Any] = {
 CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 Response = tuple[int, list[tuple[str, str]], bytes]
-# Called with the status and body moto answered; returns a replacement body, or None to keep it.
-After = Callable[[int, bytes], bytes | None]
 
 
 def settings_from_environment(environ: dict[str, str]) -> dict[str, Any]:
@@ -201,9 +200,16 @@ class RealismMiddleware:
             return self._respond(start_response, decision)
         if decision is None:
             return self.app(environ, start_response)
-        return self._through(environ, start_response, decision)
+        return pass_through(self.app, environ, start_response, decision)
 
     # --- plumbing
+
+    @staticmethod
+    def _respond(start_response: Callable, response: Response) -> list[bytes]:
+        status, headers, body = response
+        reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
+        start_response(f"{status} {reason.get(status, '')}", [*headers, ("Content-Length", str(len(body)))])
+        return [body]
 
     @staticmethod
     def _scope(environ: dict[str, Any]) -> tuple[str, str | None]:
@@ -216,53 +222,6 @@ class RealismMiddleware:
         if not match:
             return "us-east-1", None
         return match.group(1), match.group(2).lower()
-
-    @staticmethod
-    def _body(environ: dict[str, Any]) -> bytes:
-        """Read the request body and put it back for moto."""
-        length = environ.get("CONTENT_LENGTH")
-        stream = environ["wsgi.input"]
-        if length:
-            body = stream.read(int(length))
-        elif environ.get("wsgi.input_terminated"):
-            body = stream.read()
-        else:
-            body = b""
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        return body
-
-    @staticmethod
-    def _respond(start_response: Callable, response: Response) -> list[bytes]:
-        status, headers, body = response
-        reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
-        start_response(f"{status} {reason.get(status, '')}", [*headers, ("Content-Length", str(len(body)))])
-        return [body]
-
-    def _through(self, environ: dict[str, Any], start_response: Callable, after: After) -> list[bytes]:
-        """Pass the request to moto, then let ``after`` see (and maybe replace) the whole answer."""
-        captured: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
-            captured.update(status=status, headers=headers)
-            return chunks.append
-
-        result = self.app(environ, capture)
-        try:
-            chunks.extend(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        body = b"".join(chunks)
-        headers = captured["headers"]
-        replaced = after(int(captured["status"].split()[0]), body)
-        if replaced is not None:
-            body = replaced
-            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-            headers.append(("Content-Length", str(len(body))))
-        start_response(captured["status"], headers)
-        return [body]
 
     def _head_as_get(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
         """An anonymous HeadObject, answered as moto answers GetObject without the body: moto checks the
@@ -306,7 +265,7 @@ class RealismMiddleware:
         if path == "/_realism" and method == "GET":
             return _json(200, self.describe())
         try:
-            document = json.loads(self._body(environ) or b"{}")
+            document = json.loads(read_body(environ) or b"{}")
             if path == "/_realism" and method == "POST":
                 update = validated(document)
                 with self.lock:
@@ -351,7 +310,7 @@ class RealismMiddleware:
     # --- EC2, IAM and ELBv2 (query protocol: Action=... form bodies)
 
     def _query_protocol(self, environ: dict[str, Any], service: str, region: str) -> Response | After | None:
-        body = self._body(environ)
+        body = read_body(environ)
         params = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
         params.update({k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()})
         action = params.get("Action")
@@ -516,7 +475,7 @@ class RealismMiddleware:
         if operation not in ("CreateTable", "UpdateContinuousBackups"):
             return None
         try:
-            table = json.loads(self._body(environ) or b"{}").get("TableName", "")
+            table = json.loads(read_body(environ) or b"{}").get("TableName", "")
         except ValueError:
             return None
         if operation == "CreateTable":
@@ -562,7 +521,7 @@ class RealismMiddleware:
         if "policy" in query:
             if self._recent(self.bucket_blocks, bucket, "policy_delay"):
                 return s3_error("AccessDenied", "Access Denied", 403, method)
-            if _is_public(self._body(environ)) and self._account_blocks_public_policy():
+            if _is_public(read_body(environ)) and self._account_blocks_public_policy():
                 return s3_error(
                     "AccessDenied",
                     f"User: arn:aws:iam::{self.account}:user/testing is not authorized to perform: s3:PutBucketPolicy"

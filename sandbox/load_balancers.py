@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import io
 import json
 import os
 import re
@@ -58,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+
+from wsgi_layers import pass_through, read_body
 
 HAPROXY = os.environ.get("SANDBOX_HAPROXY", "/usr/sbin/haproxy")
 RECONCILE_INTERVAL = 0.5
@@ -223,11 +224,11 @@ class LoadBalancerDataPlane:
         match = CREDENTIAL_SCOPE.search(credential)
         if not match or match.group(2).lower() != "elasticloadbalancing" or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
-        params = {k: v[0] for k, v in parse_qs(self._body(environ).decode(errors="replace")).items()}
+        params = {k: v[0] for k, v in parse_qs(read_body(environ).decode(errors="replace")).items()}
         action = params.get("Action")
         if action == "DescribeTargetHealth":
-            return self._through(
-                environ, start_response, lambda status, body: self._target_health(params, status, body)
+            return pass_through(
+                self.app, environ, start_response, lambda status, body: self._target_health(params, status, body)
             )
         if action not in CHANGING_ACTIONS:
             return self.app(environ, start_response)
@@ -239,42 +240,9 @@ class LoadBalancerDataPlane:
                     self._begin_drains(params["TargetGroupArn"], before, params)
                 self._reconcile_safely()
 
-            return self._through(environ, start_response, after)
+            return pass_through(self.app, environ, start_response, after)
 
     # --- plumbing (as in aws_realism.py)
-
-    @staticmethod
-    def _body(environ: dict[str, Any]) -> bytes:
-        length = environ.get("CONTENT_LENGTH")
-        stream = environ["wsgi.input"]
-        body = stream.read(int(length)) if length else (stream.read() if environ.get("wsgi.input_terminated") else b"")
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        return body
-
-    def _through(self, environ: dict[str, Any], start_response: Callable, after: Callable) -> list[bytes]:
-        captured: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
-            captured.update(status=status, headers=headers)
-            return chunks.append
-
-        result = self.app(environ, capture)
-        try:
-            chunks.extend(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        body = b"".join(chunks)
-        headers = captured["headers"]
-        replaced = after(int(captured["status"].split()[0]), body)
-        if replaced is not None:
-            body = replaced
-            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-            headers.append(("Content-Length", str(len(body))))
-        start_response(captured["status"], headers)
-        return [body]
 
     # --- deregistration
 
