@@ -135,7 +135,7 @@ def test_guardrails_follow_the_instances_through_scale_down_and_teardown(run_pla
     assert again.returncode == 0, again.output[-3000:]
     assert again.recap["changed"] == 0, again.output[-3000:]
 
-    # Scale-down: exact_count terminates one instance, its alarm goes with it.
+    # Scale-down: api_instances terminates one instance (the oldest), its alarm goes with it.
     down = run_playbook("playbooks/provision.yml", extra_vars={**two, "api_instance_count": 1})
     assert down.returncode == 0, down.output[-3000:]
     assert len(running_instances(aws)) == 1

@@ -16,7 +16,7 @@ ROLE = f"{PROJECT}-api"
 # The task of each role that writes its AWS resource, as the run prints it.
 WRITES = {
     "key_pair": "key_pair : Import the public key into AWS as the key pair",
-    "security_group": "security_group : Open SSH to the admin network and the API port to everyone",
+    "security_group": "security_group : Open SSH to the admin network, the API port to everyone or the load balancer",
     "datastore": "datastore : Create the API's DynamoDB table, on demand, KMS-encrypted, with point-in-time recovery",
     "role": "instance_profile : Create the API's IAM role and instance profile",
     "policy": "instance_profile : Allow the API only its media objects and its datastore's items",
