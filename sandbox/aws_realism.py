@@ -50,7 +50,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.elbv2.models import elbv2_backends
 from moto.s3control.models import s3control_backends
-from wsgi_layers import After, pass_through, read_body
+from wsgi_layers import After, credential_scope, pass_through, read_body
 
 DEPRECATION_AGE = timedelta(days=730)
 DELAYS = ("iam_delay", "pitr_delay", "policy_delay", "policy_visible_delay", "sg_delay")
@@ -65,7 +65,6 @@ DEFAULTS: dict[str, Any] = {
     # "<region>" stands for the region asked about, so the default holds in every region.
     "unoffered": {"t2.micro": ["<region>a"]},
 }
-CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 
@@ -183,7 +182,7 @@ class RealismMiddleware:
         if path.startswith(("/moto-api", "/latest/")):
             return self.app(environ, start_response)
 
-        region, service = self._scope(environ)
+        region, service = credential_scope(environ)
         decision: Response | After | None = None
         if service in ("ec2", "iam", "elasticloadbalancing"):
             decision = self._query_protocol(environ, service, region)
@@ -210,18 +209,6 @@ class RealismMiddleware:
         reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
         start_response(f"{status} {reason.get(status, '')}", [*headers, ("Content-Length", str(len(body)))])
         return [body]
-
-    @staticmethod
-    def _scope(environ: dict[str, Any]) -> tuple[str, str | None]:
-        """Region and service from the SigV4 credential scope (header or presigned URL)."""
-        credential = environ.get("HTTP_AUTHORIZATION", "")
-        if not credential:
-            query = parse_qs(environ.get("QUERY_STRING", ""))
-            credential = "Credential=" + query["X-Amz-Credential"][0] if "X-Amz-Credential" in query else ""
-        match = CREDENTIAL_SCOPE.search(credential)
-        if not match:
-            return "us-east-1", None
-        return match.group(1), match.group(2).lower()
 
     def _head_as_get(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
         """An anonymous HeadObject, answered as moto answers GetObject without the body: moto checks the

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from wsgi_layers import pass_through, read_body
+from wsgi_layers import credential_scope, pass_through, read_body
 
 HAPROXY = os.environ.get("SANDBOX_HAPROXY", "/usr/sbin/haproxy")
 RECONCILE_INTERVAL = 0.5
@@ -75,7 +75,6 @@ CHANGING_ACTIONS = {
     "RegisterTargets",
     "DeregisterTargets",
 }
-CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 ELBV2_NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
 # HAProxy's check_status of a failed check, as the reason an ALB gives
 FAILED_CHECK_REASONS = {
@@ -220,9 +219,8 @@ class LoadBalancerDataPlane:
                 self.drains.clear()
                 self.terminated_seen.clear()
             return result
-        credential = environ.get("HTTP_AUTHORIZATION", "")
-        match = CREDENTIAL_SCOPE.search(credential)
-        if not match or match.group(2).lower() != "elasticloadbalancing" or environ.get("REQUEST_METHOD") != "POST":
+        _region, service = credential_scope(environ)
+        if service != "elasticloadbalancing" or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         params = {k: v[0] for k, v in parse_qs(read_body(environ).decode(errors="replace")).items()}
         action = params.get("Action")
@@ -241,8 +239,6 @@ class LoadBalancerDataPlane:
                 self._reconcile_safely()
 
             return pass_through(self.app, environ, start_response, after)
-
-    # --- plumbing (as in aws_realism.py)
 
     # --- deregistration
 

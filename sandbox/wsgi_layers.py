@@ -1,17 +1,32 @@
 """What the embedded AWS's WSGI layers in front of moto share (aws_realism, load_balancers).
 
-A layer reads the request body before moto does (and puts it back), and may let moto answer first and
-then see, or replace, the whole answer.
+A layer tells the service and region of a request from its signature, reads the request body before moto
+does (and puts it back), and may let moto answer first and then see, or replace, the whole answer.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 # Called with the status and body moto answered; returns a replacement body, or None to keep it.
 After = Callable[[int, bytes], bytes | None]
+CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+
+
+def credential_scope(environ: dict[str, Any]) -> tuple[str, str | None]:
+    """Region and service from the SigV4 credential scope (header or presigned URL)."""
+    credential = environ.get("HTTP_AUTHORIZATION", "")
+    if not credential:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        credential = "Credential=" + query["X-Amz-Credential"][0] if "X-Amz-Credential" in query else ""
+    match = CREDENTIAL_SCOPE.search(credential)
+    if not match:
+        return "us-east-1", None
+    return match.group(1), match.group(2).lower()
 
 
 def read_body(environ: dict[str, Any]) -> bytes:

@@ -211,6 +211,14 @@ class PlaybookRun:
         raise AssertionError(f"no recap in output:\n{self.output[-3000:]}")
 
 
+def sandbox_dynamic_inventory(endpoint: str, project: str) -> str:
+    """The sandbox's dynamic inventory (inventory/sandbox/aws_ec2.yml), pointed at that embedded AWS and project."""
+    source = (REPO / "inventory" / "sandbox" / "aws_ec2.yml").read_text()
+    return source.replace("http://127.0.0.1:5000", endpoint).replace(
+        "tag:Project: coffee-ranker", f"tag:Project: {project}"
+    )
+
+
 def _playbook_runner(aws: EmbeddedAws, tmp_path: Path):
     """Run a playbook of this repository against that embedded AWS, with a sandbox-like inventory."""
     inventory = tmp_path / "inventory"
@@ -233,8 +241,13 @@ def _playbook_runner(aws: EmbeddedAws, tmp_path: Path):
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
         return PlaybookRun(done.returncode, done.stdout + done.stderr)
 
+    def use_dynamic_inventory(project: str) -> None:
+        """Find the instances by tag from now on, as `-i inventory/sandbox` does (day-2 playbooks need it)."""
+        (inventory / "aws_ec2.yml").write_text(sandbox_dynamic_inventory(aws.endpoint, project))
+
     run.inventory = inventory
     run.secrets = secrets
+    run.use_dynamic_inventory = use_dynamic_inventory
     return run
 
 

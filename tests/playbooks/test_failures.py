@@ -66,11 +66,7 @@ def site(run_playbook, aws):
     """run_playbook with the sandbox's dynamic inventory, as `-i inventory/sandbox` has it: day-2
     playbooks (verify.yml) find the instances by tag. Tears the project down at the end, whatever
     happened, and stops any host of the project that is still running."""
-    dynamic = (REPO / "inventory" / "sandbox" / "aws_ec2.yml").read_text()
-    dynamic = dynamic.replace("http://127.0.0.1:5000", aws.endpoint)
-    (run_playbook.inventory / "aws_ec2.yml").write_text(
-        dynamic.replace("tag:Project: coffee-ranker", f"tag:Project: {PROJECT}")
-    )
+    run_playbook.use_dynamic_inventory(PROJECT)
 
     def run(playbook: str, **extra_vars):
         return run_playbook(playbook, extra_vars={"project_name": PROJECT, **extra_vars}, boot_hosts=True)

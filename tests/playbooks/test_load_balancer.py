@@ -78,6 +78,11 @@ class Traffic:
         for thread in self.threads:
             thread.join(timeout=15)
 
+    def assert_none_failed(self, at_least: int) -> None:
+        """At least that many requests were answered during the run, and not one failed."""
+        assert self.sent > at_least, self.sent
+        assert self.failures == [], (self.sent, self.failures[:20])
+
 
 def load_balancer_url() -> str:
     record = json.loads((STATE_DIR / "load-balancers" / f"{LB_NAME}.json").read_text())
@@ -117,11 +122,7 @@ def fleet(run_playbook, aws):
     """run_playbook with sandbox hosts and the sandbox's dynamic inventory pointed at this embedded AWS
     and project (deploy.yml and reprovision.yml find the instances by tag); tears everything down at the
     end, whatever happened."""
-    dynamic = (REPO / "inventory" / "sandbox" / "aws_ec2.yml").read_text()
-    dynamic = dynamic.replace("http://127.0.0.1:5000", aws.endpoint)
-    (run_playbook.inventory / "aws_ec2.yml").write_text(
-        dynamic.replace("tag:Project: coffee-ranker", f"tag:Project: {PROJECT}")
-    )
+    run_playbook.use_dynamic_inventory(PROJECT)
 
     def run(playbook: str, **extra_vars):
         return run_playbook(playbook, extra_vars={**BASE, **extra_vars}, boot_hosts=True)
@@ -158,9 +159,8 @@ def test_a_fleet_behind_the_load_balancer_changes_without_one_failed_request(fle
 
     rerun = fleet("site.yml", api_instance_count=3)
     assert rerun.returncode == 0, rerun.output[-5000:]
-    assert {host: recap["changed"] for host, recap in recaps(rerun.output).items()} == dict.fromkeys(
-        recaps(rerun.output), 0
-    ), rerun.output[-5000:]
+    changed = {host: recap["changed"] for host, recap in recaps(rerun.output).items()}
+    assert changed == dict.fromkeys(changed, 0), rerun.output[-5000:]
 
     # A rolling deploy of a changed build to all three hosts. It stays the build of the runs after it,
     # as a repository's new commit does (site.yml's configure phase would install the old one in place).
@@ -170,15 +170,13 @@ def test_a_fleet_behind_the_load_balancer_changes_without_one_failed_request(fle
     assert deploy.returncode == 0, deploy.output[-5000:]
     deployed = recaps(deploy.output)
     assert all(deployed[instance]["changed"] > 0 for instance in instances), deployed
-    assert traffic.sent > 100, traffic.sent
-    assert traffic.failures == [], (traffic.sent, traffic.failures[:20])
+    traffic.assert_none_failed(at_least=100)
 
     # One instance replaced by a new one: the new one serves before the old one stops.
     with Traffic(url) as traffic:
         replaced = fleet("playbooks/reprovision.yml", api_instance_count=3, **build)
     assert replaced.returncode == 0, replaced.output[-5000:]
-    assert traffic.sent > 50, traffic.sent
-    assert traffic.failures == [], (traffic.sent, traffic.failures[:20])
+    traffic.assert_none_failed(at_least=50)
     after = running_ids(aws)
     assert len(after) == 3
     assert len(after - instances) == 1
@@ -188,8 +186,7 @@ def test_a_fleet_behind_the_load_balancer_changes_without_one_failed_request(fle
     with Traffic(url) as traffic:
         scaled = fleet("site.yml", api_instance_count=2, **build)
     assert scaled.returncode == 0, scaled.output[-5000:]
-    assert traffic.sent > 50, traffic.sent
-    assert traffic.failures == [], (traffic.sent, traffic.failures[:20])
+    traffic.assert_none_failed(at_least=50)
     two = running_ids(aws)
     assert len(two) == 2
     assert two < after

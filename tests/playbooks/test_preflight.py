@@ -96,10 +96,7 @@ def test_the_aws_inventory_with_its_shipped_defaults_stops_in_preflight_naming_s
 
 
 def test_an_inventory_that_does_not_follow_aws_region_and_project_name_is_named(run_playbook, aws):
-    source = (REPO / "inventory" / "sandbox" / "aws_ec2.yml").read_text()
-    (run_playbook.inventory / "aws_ec2.yml").write_text(
-        source.replace("http://127.0.0.1:5000", aws.endpoint).replace("coffee-ranker", "ranker-pytest")
-    )
+    run_playbook.use_dynamic_inventory("ranker-pytest")
 
     other_region = run_playbook(
         "playbooks/provision.yml", extra_vars={"project_name": "ranker-pytest", "aws_region": "eu-west-1"}

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import sandbox_dynamic_inventory
 
 PROJECT = "ranker-pytest"
 VARS = {"project_name": PROJECT}
@@ -92,14 +93,9 @@ def test_the_instance_runs_the_newest_image_of_the_chosen_release(run_playbook, 
 
 def test_the_dynamic_inventory_finds_the_instances_by_tag(run_playbook, aws, tmp_path):
     assert run_playbook("playbooks/provision.yml", extra_vars={**VARS, "api_instance_count": 2}).returncode == 0
-    source = (Path(__file__).resolve().parents[2] / "inventory" / "sandbox" / "aws_ec2.yml").read_text()
     inventory = tmp_path / "dynamic"
     inventory.mkdir()
-    (inventory / "aws_ec2.yml").write_text(
-        source.replace("http://127.0.0.1:5000", aws.endpoint).replace(
-            "tag:Project: coffee-ranker", f"tag:Project: {PROJECT}"
-        )
-    )
+    (inventory / "aws_ec2.yml").write_text(sandbox_dynamic_inventory(aws.endpoint, PROJECT))
 
     listed = subprocess.run(
         [str(VENV_BIN / "ansible-inventory"), "-i", str(inventory), "--graph", "api_servers"],
