@@ -24,6 +24,9 @@ reproduces what real AWS does there, each with the error code, HTTP status and m
    SecurityGroups and for ``sg_delay`` seconds after DeleteLoadBalancer, as its network interfaces linger
    (moto deletes the group at once, even under a running instance or a live load balancer).
 8. An account without a default VPC: the control endpoint deletes a region's default VPC on demand.
+9. An instance has no console output yet: for ``console_delay`` seconds after its launch time GetConsoleOutput
+   answers without an ``output`` element (EC2 needs minutes on Xen types such as t2; this applies to every
+   type). Later the answer passes unchanged: the machine's real console (console_output.py), or moto's.
 
 Control endpoint, loopback only: ``GET /_realism`` (settings), ``POST /_realism`` (merge a JSON object of
 settings), ``POST /_realism/remove-default-vpc`` with ``{"region": ...}``. ``POST /moto-api/reset``
@@ -53,7 +56,7 @@ from moto.s3control.models import s3control_backends
 from wsgi_layers import After, credential_scope, pass_through, read_body
 
 DEPRECATION_AGE = timedelta(days=730)
-DELAYS = ("iam_delay", "pitr_delay", "policy_delay", "policy_visible_delay", "sg_delay")
+DELAYS = ("iam_delay", "pitr_delay", "policy_delay", "policy_visible_delay", "sg_delay", "console_delay")
 DEFAULTS: dict[str, Any] = {
     # ec2_instance retries once, 10 s later, on "Invalid IAM Instance Profile ARN": 25 s outlasts that.
     "iam_delay": 25.0,
@@ -61,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
     "policy_delay": 5.0,
     "policy_visible_delay": 4.0,
     "sg_delay": 8.0,
+    # A t2 instance's console output (and the SSH host keys in it) appears minutes after launch.
+    "console_delay": 120.0,
     "foreign_buckets": [],
     # "<region>" stands for the region asked about, so the default holds in every region.
     "unoffered": {"t2.micro": ["<region>a"]},
@@ -316,6 +321,7 @@ class RealismMiddleware:
             "TerminateInstances": self._terminate_instances,
             "DeleteSecurityGroup": self._delete_security_group,
             "CreateSecurityGroup": self._create_security_group,
+            "GetConsoleOutput": self._get_console_output,
         }.get(action or "")
         return handler(environ, params, region) if handler else None
 
@@ -448,6 +454,28 @@ class RealismMiddleware:
         ):
             return ec2_error("DependencyViolation", f"resource {group_id} has a dependent object")
         return None
+
+    def _get_console_output(self, environ: dict[str, Any], params: dict[str, str], region: str) -> After | None:
+        instance = ec2_backends[self.account][region].get_instance_by_id(params.get("InstanceId", ""))
+        if instance is None:
+            return None  # moto answers InvalidInstanceID.NotFound
+        launched = instance.launch_time  # moto's: naive UTC
+        if launched.tzinfo is None:
+            launched = launched.replace(tzinfo=UTC)
+        with self.lock:
+            delay = self.settings["console_delay"]
+        if (datetime.now(UTC) - launched).total_seconds() >= delay:
+            return None
+
+        def after(status: int, body: bytes) -> bytes | None:
+            if status != 200:
+                return None
+            root, ns = _parse(body)
+            for output in root.findall(f"{ns}output"):
+                root.remove(output)  # EC2 leaves the element out while there is no output
+            return _serialize(root, ns)
+
+        return after
 
     def _create_security_group(self, environ: dict[str, Any], params: dict[str, str], region: str) -> Response | None:
         # moto would put the group into the deleted default VPC (its backend keeps a reference to it).

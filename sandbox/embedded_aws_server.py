@@ -6,7 +6,10 @@ real AWS does and moto does not (deprecated images, IAM eventual consistency, in
 an AZ, DynamoDB backups and S3 public access that take effect late, foreign bucket names, security groups
 still in use, an account without a default VPC), so that the playbooks meet those before AWS shows them.
 See sandbox/aws_realism.py for each behaviour and the ``/_realism`` control endpoint. Without the
-variable this is plain moto_server, but for one thing in both modes:
+variable this is plain moto_server, but for two things in both modes:
+
+GetConsoleOutput answers with the console of the instance's sandbox machine, when it has one
+(``console_output.ConsoleOutput``, innermost): cloud-init's SSH host key block included, as on EC2.
 
 Application Load Balancers pass traffic. ``load_balancers.LoadBalancerDataPlane`` (outermost) runs one real
 HAProxy per ALB on 127.0.0.1 that follows the elbv2 API: listeners, target groups' health checks, targets
@@ -37,9 +40,13 @@ def realism_enabled(environ: dict[str, str] | os._Environ = os.environ) -> bool:
 
 
 def make_app() -> Any:
-    app = DomainDispatcherApplication(create_backend_app)
-    app.debug = True  # as moto.server.main sets it
+    moto = DomainDispatcherApplication(create_backend_app)
+    moto.debug = True  # as moto.server.main sets it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from console_output import ConsoleOutput
+
+    # Inside the unkind mode, which withholds the console output for a while after launch.
+    app: Any = ConsoleOutput(moto)
     if realism_enabled():
         # Imported only here: it loads moto's EC2, ELB, IAM and S3 Control backends at start.
         from aws_realism import RealismMiddleware

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from machines.records import machine_of_instance
 from wsgi_layers import credential_scope, pass_through, read_body
 
 HAPROXY = os.environ.get("SANDBOX_HAPROXY", "/usr/sbin/haproxy")
@@ -181,16 +182,6 @@ def _elbv2_backends() -> Iterable[tuple[str, str, Any]]:
     for account, regions in list(elbv2_backends.items()):
         for region, backend in list(regions.items()):
             yield account, region, backend
-
-
-def _machine(state: Path, instance_id: str) -> dict[str, Any] | None:
-    for kind in ("hosts", "vms"):
-        for record in state.glob(f"{kind}/*-{instance_id}/host.json"):
-            try:
-                return json.loads(record.read_text())
-            except (OSError, ValueError):
-                continue
-    return None
 
 
 # --- the middleware ---------------------------------------------------------------------------------
@@ -354,9 +345,10 @@ class LoadBalancerDataPlane:
             for target_id, registered in list(group.targets.items()):
                 target = Target(arn, target_id, int(registered["Port"]))
                 self.drains.pop(target, None)  # re-registered: the drain is cancelled
-                machine = _machine(self.state, target_id)
-                if machine is None:
+                found = machine_of_instance(target_id, self.state)
+                if found is None:
                     continue  # initial until the machine has booted
+                _directory, machine = found
                 port = int(machine.get("api_port") or target.port)
                 wanted[(backend_name, target.server)] = (target, machine["address"], port, False)
             for target in self.drains:

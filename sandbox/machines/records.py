@@ -2,7 +2,9 @@
 
 State lives in $SANDBOX_STATE_DIR (default: the repository's .sandbox/): cache/ holds the images, and each
 kind of machine has a directory of its own (hosts/, vms/) with one directory per machine, its record in
-host.json. Tests, the sandbox inventory and the Ansible roles read these records too.
+host.json and its console in console.log. Tests, the sandbox inventory and the Ansible roles read these
+records too, and so does the embedded AWS (``machine_of_instance``): its load balancers send traffic to
+an instance's machine, and GetConsoleOutput answers with the machine's console.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR") or REPO_ROOT / ".sandbox").resolve()
 CACHE_DIR = STATE_DIR / "cache"
 DEFAULT_USER = "ubuntu"
+MACHINE_KINDS = ("hosts", "vms")  # the directories of sandbox/hosts' and sandbox/vms' machines in the state
 
 
 def is_running(record: dict) -> bool:
@@ -30,6 +33,18 @@ def is_running(record: dict) -> bool:
 def public_view(record: dict, fields: tuple[str, ...]) -> dict:
     """What `start` and `list` print of a machine: these fields of its record, in this order."""
     return {field: DEFAULT_USER if field == "user" else record.get(field) for field in fields}
+
+
+def machine_of_instance(instance_id: str, state_dir: Path = STATE_DIR) -> tuple[Path, dict] | None:
+    """The machine booted for an EC2 instance, of either kind (named <project>-<instance id>, as the machines
+    role names it): its directory and record; None while no machine of that instance has a record."""
+    for kind in MACHINE_KINDS:
+        for path in sorted(state_dir.glob(f"{kind}/*-{instance_id}/host.json")):
+            try:
+                return path.parent, json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+    return None
 
 
 class Records:

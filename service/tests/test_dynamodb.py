@@ -1,12 +1,15 @@
-"""The DynamoDB backend's ranked listing: a maintained order, read a page at a time."""
+"""The DynamoDB backend's ranked listing: a maintained order, read a page at a time, that a shop's
+deletion leaves as if the shop had never been."""
 
 import random
 
 import pytest
 
+from coffee_ranker.domain.errors import ShopNotFound
 from coffee_ranker.domain.models import NewShop, Shop, utc_now
 from coffee_ranker.storage.dynamodb import (
     RANKED_PK,
+    SHOP_PREFIX,
     DynamoDbRepository,
     _partition,
     _wire,
@@ -87,3 +90,24 @@ def test_opening_adds_rank_entries_of_older_shops_and_drops_stale_ones(aws, repo
     assert [shop.id for shop in listed] == [older.id, moved.id]
     assert [shop.review_count for shop in listed] == [2, 0], "the stale entry is gone"
     reopened.close()
+
+
+def test_a_review_landing_during_a_delete_leaves_nothing_of_the_shop(repository):
+    shop = repository.create_shop(NewShop(name="S", address="A"))
+    read = repository.get_shop
+    raced = []
+
+    def read_then_a_review_lands(shop_id):
+        found = read(shop_id)
+        if not raced:
+            raced.append(shop_id)
+            repository.put_review(shop_id, "ann", 5, None)  # moves the rank entry the delete just read
+        return found
+
+    repository.get_shop = read_then_a_review_lands
+    assert repository.delete_shop(shop.id) == []
+    assert raced == [shop.id]
+    assert repository._query_all(**_partition(RANKED_PK)) == [], "no rank entry left behind"
+    assert repository._query_all(**_partition(SHOP_PREFIX + shop.id)) == [], "nor its review"
+    with pytest.raises(ShopNotFound):
+        read(shop.id)

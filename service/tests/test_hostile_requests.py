@@ -202,7 +202,7 @@ def test_head_works_wherever_get_does(client, shop, path):
     ("method", "path", "allow"),
     [
         ("DELETE", "/shops", "GET, HEAD, POST"),
-        ("PATCH", "/shops/{id}", "GET, HEAD"),
+        ("PATCH", "/shops/{id}", "DELETE, GET, HEAD"),
         ("DELETE", "/shops/{id}/reviews/ann", "PUT"),
         ("POST", "/shops/{id}/reviews", "GET, HEAD"),
         ("PUT", "/shops/{id}/photos", "GET, HEAD, POST"),

@@ -1,4 +1,4 @@
-"""Shops: create one, list them in ranking order, read one."""
+"""Shops: create one, list them in ranking order, read one, delete one."""
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -14,6 +14,7 @@ from coffee_ranker.api.deps import (
 )
 from coffee_ranker.api.schemas import ShopCreate, ShopOut, ShopPage
 from coffee_ranker.domain.models import NewShop
+from coffee_ranker.domain.shops import delete_shop_with_photos
 from coffee_ranker.problems import problem_responses
 
 router = APIRouter(tags=["shops"])
@@ -67,3 +68,20 @@ async def get_shop(request: Request, shop_id: ShopId) -> Response:
         return ShopOut.plain(await read(storage, storage.repository.get_shop, shop_id))
 
     return await reads_of(request).read(request, storage, ("shop", shop_id), shop)
+
+
+@router.delete(
+    "/shops/{shop_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a shop with its reviews and photos",
+    description=(
+        "The shop, its reviews, its photos' records and their files in the bucket. In a versioned bucket "
+        "a file's earlier versions stay until the bucket's lifecycle rules expire them."
+    ),
+    dependencies=[Depends(require_writer)],
+    responses=problem_responses(401, 404),
+)
+def delete_shop(shop_id: ShopId, storage: StorageDep) -> Response:
+    delete_shop_with_photos(storage.repository, storage.object_store, shop_id)
+    return Response(status_code=204)

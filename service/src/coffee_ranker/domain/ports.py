@@ -4,7 +4,7 @@ They live in the domain so that it never imports a backend: the dependency point
 """
 
 import abc
-from typing import Hashable, Optional
+from typing import Hashable, List, Optional
 
 from coffee_ranker.domain.models import NewShop, Page, Photo, Review, ReviewWrite, Shop
 
@@ -47,6 +47,12 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     def list_shops(self, limit: int, cursor: Optional[str] = None) -> Page[Shop]:
         """Shops in ranking order (see domain.ranking), ``limit`` at a time."""
+
+    @abc.abstractmethod
+    def delete_shop(self, shop_id: str) -> List[str]:
+        """Delete the shop, its reviews and its photos' records; return those photos' keys, whose files
+        the caller deletes. ShopNotFound for an unknown shop. Once it returns, no review or photo can be
+        added to the shop any more."""
 
     @abc.abstractmethod
     def put_review(self, shop_id: str, user: str, stars: int, text: Optional[str]) -> ReviewWrite:

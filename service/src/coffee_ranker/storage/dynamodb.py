@@ -24,6 +24,9 @@ the old rank to the new one. When a concurrent writer got there first the transa
 cancelled, and the write is retried from a fresh read, so concurrent reviews never corrupt a shop's
 score or leave its rank entry behind.
 
+Deleting a shop removes its item and rank entry in one transaction (on condition that its counts are
+still the ones read, so the right rank entry goes), then every item of its partition.
+
 Reviews of a shop are one Query (ordered by user); so are its photos (ordered by time). The ranked
 listing is one Query of the RANKED partition from the cursor's rank on. ``open`` adds the rank
 entries of shops written before they existed (each on condition that the shop did not change
@@ -59,8 +62,11 @@ RANK_PREFIX = "RANK#"
 #: The score is kept to this many decimals in a rank: exact (no two different scores share a rank)
 #: for shops with fewer than 10**10 reviews, since two such scores differ by at least 10**-20.
 _SCORE_DIGITS = 20
-#: How often a review write is retried when concurrent writers keep cancelling its transaction.
+#: How often a review write, or a shop's deletion, is retried when concurrent writers keep cancelling
+#: its transaction.
 MAX_REVIEW_ATTEMPTS = 25
+#: The most items one TransactWriteItems may hold.
+_MAX_TRANSACTION_ITEMS = 100
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -187,6 +193,19 @@ def _partition(pk: str) -> Dict[str, Any]:
 
 def _error_code(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Code", "")
+
+
+def _lost_a_race(error: ClientError) -> bool:
+    """True when a transaction was cancelled because another writer changed what it was conditioned on."""
+    code = _error_code(error)
+    if code == "TransactionCanceledException":
+        reasons = {reason.get("Code") for reason in error.response.get("CancellationReasons", [])}
+        return bool(reasons & {"ConditionalCheckFailed", "TransactionConflict"})
+    return code == "TransactionConflictException"
+
+
+def _back_off(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311 - jitter, not crypto
 
 
 class DynamoDbRepository(Repository):
@@ -352,6 +371,49 @@ class DynamoDbRepository(Repository):
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return items
 
+    def delete_shop(self, shop_id: str) -> List[str]:
+        """The shop and its rank entry first, in one transaction: from then on no review or photo can
+        be added (their transactions need the shop), so the sweep of its partition that follows finds
+        every review and photo record it ever got."""
+        for attempt in range(MAX_REVIEW_ATTEMPTS):
+            shop = self.get_shop(shop_id)
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Delete": {
+                                "TableName": self.table,
+                                "Key": _wire(shop_key(shop_id)),
+                                # The rank entry below is the one of these counts.
+                                "ConditionExpression": "review_count = :n AND star_sum = :s",
+                                "ExpressionAttributeValues": _wire(
+                                    {":n": shop.review_count, ":s": shop.star_sum}
+                                ),
+                            }
+                        },
+                        {"Delete": {"TableName": self.table, "Key": _wire(rank_key(shop))}},
+                    ]
+                )
+                break
+            except ClientError as error:
+                if not _lost_a_race(error):
+                    raise
+            # A review moved the shop's rank meanwhile (or another delete won): read it again.
+            _back_off(attempt)
+        else:
+            raise StorageUnavailable(f"Could not delete shop {shop_id}: too many concurrent writers.")
+        items = self._query_all(**_partition(shop_pk(shop_id)))
+        # Plain deletes (no conditions), up to the 100 items a transaction may hold; the same
+        # dynamodb:DeleteItem permission as the deletes above, none more.
+        for start in range(0, len(items), _MAX_TRANSACTION_ITEMS):
+            self._client.transact_write_items(
+                TransactItems=[
+                    {"Delete": {"TableName": self.table, "Key": _wire({"pk": item["pk"], "sk": item["sk"]})}}
+                    for item in items[start : start + _MAX_TRANSACTION_ITEMS]
+                ]
+            )
+        return [item["key"] for item in items if item["sk"].startswith(PHOTO_PREFIX)]
+
     # -- reviews ---------------------------------------------------------------------------------
 
     def put_review(self, shop_id: str, user: str, stars: int, text: Optional[str]) -> ReviewWrite:
@@ -416,16 +478,11 @@ class DynamoDbRepository(Repository):
                 self._client.transact_write_items(TransactItems=items)
                 return ReviewWrite(review=review, replaced=previous is not None)
             except ClientError as error:
-                code = _error_code(error)
-                if code == "TransactionCanceledException":
-                    reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
-                    if not set(reasons) & {"ConditionalCheckFailed", "TransactionConflict"}:
-                        raise
-                elif code != "TransactionConflictException":
+                if not _lost_a_race(error):
                     raise
             # Another writer changed this review or this shop between our reads and our write: read
             # again (a shop deleted meanwhile is ShopNotFound there).
-            time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311 - jitter, not crypto
+            _back_off(attempt)
         raise StorageUnavailable(
             f"Could not save the review of {user} for shop {shop_id}: too many concurrent writers."
         )

@@ -294,6 +294,14 @@ class SqliteRepository(Repository):
             ),
         )
 
+    def delete_shop(self, shop_id: str) -> List[str]:
+        with self._write() as db:
+            keys = [row["key"] for row in db.execute("SELECT key FROM photos WHERE shop_id = ?", (shop_id,))]
+            # Its reviews and photos go with it: ON DELETE CASCADE, in this transaction.
+            if db.execute("DELETE FROM shops WHERE id = ?", (shop_id,)).rowcount == 0:
+                raise ShopNotFound(shop_id)
+        return keys
+
     # -- reviews ---------------------------------------------------------------------------------
 
     def put_review(self, shop_id: str, user: str, stars: int, text: Optional[str]) -> ReviewWrite:
