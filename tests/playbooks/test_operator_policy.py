@@ -1,14 +1,19 @@
-"""The operator's least-privilege policy (docs/operator-iam-policy.json) is enough to provision and tear down.
+"""The operator's least-privilege policies (docs/operator-iam-policy*.json) are enough to provision and tear down.
 
-Both tests run the playbooks as an IAM user that holds only that policy, against an embedded AWS of their
-own with moto's IAM enforcement on. `/moto-api/reset-auth` sets moto's INITIAL_NO_AUTH_ACTION_COUNT: the
-next N requests are not checked (they create the user, its policies and its access key with the dummy
-keys), every later one is authenticated and authorised against the user's policies (the dummy keys are
-refused from then on).
+The policies are rendered from roles/operator_policy's templates (playbooks/operator_policy.yml); the files
+in docs/ must be exactly the rendering with the defaults, and another project or partition must leave no
+trace of the defaults in them. The base policy and the storage-and-costs one are always attached (one
+policy would pass AWS's 6,144 characters), the load balancer's only with api_load_balancer.
+
+The slow tests run the playbooks as an IAM user that holds only the two always-attached policies, against
+an embedded AWS of their own with moto's IAM enforcement on. `/moto-api/reset-auth` sets moto's
+INITIAL_NO_AUTH_ACTION_COUNT: the next N requests are not checked (they create the user, its policies and
+its access key with the dummy keys), every later one is authenticated and authorised against the user's
+policies (the dummy keys are refused from then on).
 
 What moto 5.2.5 enforces in server mode, and so what the test proves:
 
-- EC2, IAM, DynamoDB, STS, SNS, CloudWatch and Budgets (query and JSON protocols,
+- EC2, IAM, DynamoDB, STS, SNS, CloudWatch, Budgets and SSM (query and JSON protocols,
   `BaseResponse.call_action`): every call is checked, so the test proves the policy's ACTIONS for them.
   Moto names the action after the call (`ec2:RunInstances`, `iam:CreateRole`, `dynamodb:CreateTable`),
   with two exceptions: CloudWatch calls count as `monitoring:*` (the SigV4 scope), and Budgets calls
@@ -17,6 +22,20 @@ What moto 5.2.5 enforces in server mode, and so what the test proves:
   and only when the role already exists), and it skips Conditions it has no values for
   (`aws:RequestTag`, `aws:ResourceTag`, `ec2:CreateAction`, `iam:PassedToService`), so their RESOURCE
   and CONDITION scoping is proven only by reading. `sts:GetCallerIdentity` is always allowed.
+  moto/iam/access_control.py: `check_action_permitted` passes no condition values, and a condition
+  without values passes (`StringLike`, as for kms:ViaService, is not even implemented: ignored).
+- SSM in particular (moto/ssm/urls.py: `SimpleSystemManagerResponse.dispatch`, which has no
+  `_determine_resource`): ssm:PutParameter, ssm:GetParameter, ssm:DeleteParameter, ssm:DescribeParameters,
+  ssm:AddTagsToResource... are each checked, as actions, against `*`, never against the parameter's ARN.
+  The policy's `parameter/<project>/*` alone is refused by moto even under that path, and with the moto
+  dialect a parameter outside it is allowed: the path scoping is proven by reading the rendered policy
+  (test_the_parameter_statement_names_exactly_the_projects_path), the actions under enforcement.
+- KMS: moto's SSM encrypts a SecureString by prefixing "kms:<key id>:" to the value (moto/ssm/models.py,
+  `Parameter.encrypt`); it makes no KMS call, so kms:Encrypt, kms:Decrypt and kms:GenerateDataKey (and
+  their kms:ViaService condition) are never checked: they stand on reading alone.
+- ec2:GetConsoleOutput (moto/ec2/responses/general.py, through EC2's `call_action`): checked as an
+  action on `*`, so the instance ARN and the aws:ResourceTag/Project condition stand on reading. The
+  sandbox's console layer (sandbox/console_output.py) lets moto answer first, so a denial stays moto's.
 - S3 (its own code path): object calls and most bucket calls are checked against the real bucket and
   object ARNs, so the bucket-name patterns and the `media/` prefix ARE proven. HeadBucket is checked
   as `s3:HeadBucket` (not an IAM action; AWS checks s3:ListBucket), and only on a missing bucket. Moto
@@ -27,15 +46,17 @@ What moto 5.2.5 enforces in server mode, and so what the test proves:
 - S3 Control (the account's public access block) goes through `call_action`: checked, on `*`, as
   `s3:GetPublicAccessBlock` where AWS checks s3:GetAccountPublicAccessBlock.
 - Never checked: iam:PassRole (RunInstances, AddRoleToInstanceProfile), tag-on-create (ec2:CreateTags,
-  dynamodb:TagResource, sns:TagResource, cloudwatch:TagResource), KMS. Those parts of the policy stand on reading alone.
+  dynamodb:TagResource, sns:TagResource, cloudwatch:TagResource, the tags of ssm:PutParameter), KMS.
+  Those parts of the policies stand on reading alone.
 
-The user holds the file's policy, attached as a managed policy exactly as written, plus an inline
+The user holds the files' policies, attached as managed policies exactly as written, plus an inline
 policy that says the same in moto's dialect (`moto_dialect`): the statements scoped to ARNs outside S3
-repeated on `*`, the actions under moto's names beside IAM's (s3:HeadBucket beside s3:ListBucket,
+repeated on `*` (the SSM and GetConsoleOutput statements among them; the KMS statement is on `*` already
+and moto never asks for it), the actions under moto's names beside IAM's (s3:HeadBucket beside s3:ListBucket,
 s3:GetPublicAccessBlock beside s3:GetAccountPublicAccessBlock, `monitoring:*` beside `cloudwatch:*`,
 the Budgets calls beside budgets:ViewBudget and budgets:ModifyBudget), and s3:DeleteObject on the
 bucket itself (moto checks DeleteObjects against the bucket, AWS against each object). The negative
-control (the file without ec2:RunInstances) shows that the enforcement is real, so that the first test
+control (the policies without ec2:RunInstances) shows that the enforcement is real, so that the first test
 cannot pass with it off.
 
 The media bucket's probe is fetched ANONYMOUSLY over HTTP, which moto 5.2.5 cannot serve while
@@ -49,6 +70,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -64,7 +86,10 @@ from conftest import embedded_aws_server
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-POLICY_FILE = REPO / "docs" / "operator-iam-policy.json"
+DOCS = REPO / "docs"
+# The operator's policies as docs/ holds them: the two always attached, and the load balancer's.
+ALWAYS_ATTACHED = ("operator-iam-policy.json", "operator-iam-policy-storage-and-costs.json")
+POLICY_NAMES = (*ALWAYS_ATTACHED, "operator-iam-policy-load-balancer.json")
 # The policy is scoped by the default project name, so the playbooks run with the defaults.
 PROJECT = "coffee-ranker"
 OPERATOR = f"{PROJECT}-operator"
@@ -92,8 +117,8 @@ MOTO_ACTION_ALIASES = {
 MOTO_SERVICE_PREFIXES = {"cloudwatch": "monitoring"}
 # What provisioning makes, one of each with the defaults (`EnforcingAws.leftovers` kinds).
 STACK = ("instances", "security_groups", "key_pairs", "buckets", "tables", "roles", "instance_profiles")
-# The requests made with the dummy keys before enforcement starts: see `operator_credentials`.
-SETUP_REQUESTS = 5
+# AWS counts a managed policy's characters without white space.
+MANAGED_POLICY_LIMIT = 6144
 
 
 def _as_list(value) -> list:
@@ -124,19 +149,51 @@ def moto_dialect(policy: dict) -> dict:
             added.append(
                 {**statement, "Sid": statement["Sid"] + "OnTheBucket", "Action": "s3:DeleteObject", "Resource": buckets}
             )
+    # SSM and ec2:GetConsoleOutput need nothing of their own: moto checks them as actions on `*` like the
+    # rest, so the rule above repeats their statements on `*`. KMS needs nothing: moto's SSM calls no KMS.
     return {"Version": "2012-10-17", "Statement": added}
 
 
-def without_action(policy: dict, action: str) -> dict:
-    """The policy with one action taken out of every statement (and statements left empty dropped)."""
-    assert any(action in _as_list(s["Action"]) for s in policy["Statement"]), f"{action} is not in the policy"
-    reduced = copy.deepcopy(policy)
-    reduced["Statement"] = [
-        {**s, "Action": [a for a in _as_list(s["Action"]) if a != action]}
-        for s in reduced["Statement"]
-        if _as_list(s["Action"]) != [action]
-    ]
+def without_action(policies: list[dict], action: str) -> list[dict]:
+    """The policies with one action taken out of every statement (and statements left empty dropped)."""
+    statements = [s for policy in policies for s in policy["Statement"]]
+    assert any(action in _as_list(s["Action"]) for s in statements), f"{action} is not in the policies"
+    reduced = copy.deepcopy(policies)
+    for policy in reduced:
+        policy["Statement"] = [
+            {**s, "Action": [a for a in _as_list(s["Action"]) if a != action]}
+            for s in policy["Statement"]
+            if _as_list(s["Action"]) != [action]
+        ]
     return reduced
+
+
+def always_attached_policies() -> list[dict]:
+    return [json.loads((DOCS / name).read_text()) for name in ALWAYS_ATTACHED]
+
+
+def render_operator_policies(folder: Path, **variables: str) -> dict[str, str]:
+    """playbooks/operator_policy.yml for inventory/aws (as `make operator-policy` runs it) with extra vars:
+    each policy's file name and text."""
+    env = dict(
+        os.environ,
+        ANSIBLE_INVENTORY_IGNORE_REGEX=r"aws_ec2\.yml$",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_NOCOLOR="1",
+    )
+    variables = {"operator_policy_dir": str(folder), **variables}
+    done = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", "inventory/aws", "playbooks/operator_policy.yml"]
+        + ["-e", json.dumps(variables)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return {path.name: path.read_text() for path in sorted(folder.glob("*.json"))}
 
 
 class EnforcingAws:
@@ -244,18 +301,23 @@ def anonymous_proxy(enforcing_aws):
         server.server_close()
 
 
-def operator_credentials(aws: EnforcingAws, policy: dict) -> dict[str, str]:
-    """A fresh account with one IAM user holding `policy` (and its moto dialect); enforcement on after."""
+def operator_credentials(aws: EnforcingAws, policies: list[dict], dialect: bool = True) -> dict[str, str]:
+    """A fresh account with one IAM user holding `policies` (and their moto dialect); enforcement on after."""
     aws.reset()
-    aws.check_requests_after(SETUP_REQUESTS)
+    # The requests made with the dummy keys before enforcement starts, counted below.
+    aws.check_requests_after(2 * len(policies) + 2 + dialect)
     iam = aws.client("iam")
     iam.create_user(UserName=OPERATOR)  # 1
-    arn = iam.create_policy(PolicyName=OPERATOR, PolicyDocument=json.dumps(policy))["Policy"]["Arn"]  # 2
-    iam.attach_user_policy(UserName=OPERATOR, PolicyArn=arn)  # 3
-    iam.put_user_policy(  # 4
-        UserName=OPERATOR, PolicyName="moto-dialect", PolicyDocument=json.dumps(moto_dialect(policy))
-    )
-    key = iam.create_access_key(UserName=OPERATOR)["AccessKey"]  # 5 = SETUP_REQUESTS
+    for number, policy in enumerate(policies):  # 2 each
+        name = f"{OPERATOR}-{number}"
+        arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(policy))["Policy"]["Arn"]
+        iam.attach_user_policy(UserName=OPERATOR, PolicyArn=arn)
+    if dialect:  # 1
+        dialect_policy = {"Version": "2012-10-17", "Statement": []}
+        for policy in policies:
+            dialect_policy["Statement"] += moto_dialect(policy)["Statement"]
+        iam.put_user_policy(UserName=OPERATOR, PolicyName="moto-dialect", PolicyDocument=json.dumps(dialect_policy))
+    key = iam.create_access_key(UserName=OPERATOR)["AccessKey"]  # 1
     with pytest.raises(botocore.exceptions.ClientError, match="InvalidClientTokenId"):
         aws.client("iam").list_users()  # enforcement is on: the dummy keys are refused now
     return {"access_key": key["AccessKeyId"], "secret_key": key["SecretAccessKey"]}
@@ -300,8 +362,7 @@ def assert_nothing_denied(code: int, output: str) -> None:
 
 
 def test_a_user_with_only_the_operator_policy_provisions_and_tears_down_everything(enforcing_aws, run_as):
-    policy = json.loads(POLICY_FILE.read_text())
-    credentials = operator_credentials(enforcing_aws, policy)
+    credentials = operator_credentials(enforcing_aws, always_attached_policies())
 
     code, output = run_as("playbooks/provision.yml", credentials)
     assert_nothing_denied(code, output)
@@ -317,13 +378,13 @@ def test_a_user_with_only_the_operator_policy_provisions_and_tears_down_everythi
     enforcing_aws.check_requests_after(float("inf"))
     left = enforcing_aws.leftovers()
     assert left.pop("users") == [OPERATOR]
-    assert left.pop("policies") == [OPERATOR]
+    assert sorted(left.pop("policies")) == [f"{OPERATOR}-{number}" for number in range(len(ALWAYS_ATTACHED))]
     assert not any(left.values()), left
 
 
 def test_enforcement_is_real_the_policy_without_run_instances_cannot_launch(enforcing_aws, run_as):
-    policy = without_action(json.loads(POLICY_FILE.read_text()), "ec2:RunInstances")
-    credentials = operator_credentials(enforcing_aws, policy)
+    policies = without_action(always_attached_policies(), "ec2:RunInstances")
+    credentials = operator_credentials(enforcing_aws, policies)
 
     code, output = run_as("playbooks/provision.yml", credentials)
 
@@ -336,10 +397,139 @@ def test_enforcement_is_real_the_policy_without_run_instances_cannot_launch(enfo
     assert {kind: len(left[kind]) for kind in STACK} == {**dict.fromkeys(STACK, 1), "instances": 0}, left
 
 
-@pytest.mark.parametrize("name", ["operator-iam-policy.json", "operator-iam-policy-load-balancer.json"])
+def statement(policy: dict, sid_prefix: str) -> dict:
+    [found] = [s for s in policy["Statement"] if s["Sid"].startswith(sid_prefix)]
+    return found
+
+
+def minified_size(document: dict) -> int:
+    return len(json.dumps(document, separators=(",", ":")))
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
 def test_each_operator_policy_fits_into_a_managed_policy(name):
-    # AWS counts a managed policy's characters without whitespace: 6,144 at most. The base policy is
-    # close to it, which is why the load balancer's permissions are a policy of their own.
-    document = json.loads((REPO / "docs" / name).read_text())
-    assert len(json.dumps(document, separators=(",", ":"))) <= 6144
+    # AWS counts a managed policy's characters without whitespace: 6,144 at most. One policy for all of
+    # the stack would not fit, which is why there are three (docs/operator-iam-policy.md).
+    document = json.loads((DOCS / name).read_text())
+    assert minified_size(document) <= MANAGED_POLICY_LIMIT
     assert all(statement["Effect"] == "Allow" and statement.get("Sid") for statement in document["Statement"])
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """The policies rendered by playbooks/operator_policy.yml, by case: the defaults; another project
+    in China; the longest project name in GovCloud pinned to an account (the largest policies)."""
+    cases = {
+        "defaults": {},
+        "shop-two in cn-north-1": {"project_name": "shop-two", "aws_region": "cn-north-1"},
+        "longest name in us-gov-west-1, one account": {
+            "project_name": "a" + "b" * 30 + "c",  # preflight allows 32 characters at most
+            "aws_region": "us-gov-west-1",
+            "operator_policy_account_id": ACCOUNT,
+        },
+    }
+    return {case: render_operator_policies(tmp_path_factory.mktemp("iam"), **v) for case, v in cases.items()}
+
+
+def test_the_files_in_docs_are_the_rendering_with_the_defaults(rendered):
+    assert sorted(rendered["defaults"]) == sorted(POLICY_NAMES)
+    for name, text in rendered["defaults"].items():
+        assert text == (DOCS / name).read_text(), f"docs/{name} differs from its template: make operator-policy"
+
+
+def test_another_project_and_partition_leave_nothing_of_the_defaults(rendered):
+    for name, text in rendered["shop-two in cn-north-1"].items():
+        document = json.loads(text)
+        assert "coffee-ranker" not in text, name
+        assert "arn:aws:" not in text, name
+        arns = re.findall(r'"(arn:[^"]*)"', text)
+        assert arns, name
+        assert all(arn.startswith("arn:aws-cn:") for arn in arns), name
+        assert minified_size(document) <= MANAGED_POLICY_LIMIT, name
+    kms = statement(json.loads(rendered["shop-two in cn-north-1"]["operator-iam-policy.json"]), "KmsEncryptAndDecrypt")
+    assert kms["Condition"] == {"StringLike": {"kms:ViaService": "ssm.*.amazonaws.com.cn"}}
+
+
+def test_the_largest_rendering_still_fits_into_managed_policies(rendered):
+    for name, text in rendered["longest name in us-gov-west-1, one account"].items():
+        assert f":{ACCOUNT}:" in text, name
+        assert minified_size(json.loads(text)) <= MANAGED_POLICY_LIMIT, name
+
+
+def test_the_parameter_statement_names_exactly_the_projects_path(rendered):
+    # Moto checks SSM calls on `*` only (module docstring), so the path scoping is proven here, by reading.
+    base = json.loads(rendered["shop-two in cn-north-1"]["operator-iam-policy.json"])
+    parameters = statement(base, "SsmManageTheProject")
+    assert parameters["Resource"] == "arn:aws-cn:ssm:*:*:parameter/shop-two/*"
+    assert "Condition" not in parameters
+    assert sorted(parameters["Action"]) == [
+        "ssm:AddTagsToResource",
+        "ssm:DeleteParameter",
+        "ssm:GetParameter",
+        "ssm:GetParameters",
+        "ssm:ListTagsForResource",
+        "ssm:PutParameter",
+        "ssm:RemoveTagsFromResource",
+    ]
+    pinned = json.loads(rendered["longest name in us-gov-west-1, one account"]["operator-iam-policy.json"])
+    assert statement(pinned, "SsmManageTheProject")["Resource"] == (
+        f"arn:aws-us-gov:ssm:*:{ACCOUNT}:parameter/{'a' + 'b' * 30 + 'c'}/*"
+    )
+    # Only DescribeParameters, which has no resource-level permissions, is on `*`; no other ssm: action is.
+    everywhere = [s for s in base["Statement"] if s["Resource"] == "*"]
+    ssm_everywhere = [a for s in everywhere for a in _as_list(s["Action"]) if a.startswith("ssm:")]
+    assert ssm_everywhere == ["ssm:DescribeParameters"]
+    # KMS only through SSM: every kms: action sits in the one statement with the condition.
+    kms = statement(base, "KmsEncryptAndDecrypt")
+    assert sorted(_as_list(kms["Action"])) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+    assert [s for s in base["Statement"] if any(a.startswith("kms:") for a in _as_list(s["Action"]))] == [kms]
+
+
+def test_the_console_output_statement_is_the_projects_instances_only():
+    base = json.loads((DOCS / "operator-iam-policy.json").read_text())
+    console = [s for s in base["Statement"] if "ec2:GetConsoleOutput" in _as_list(s["Action"])]
+    assert console == [statement(base, "Ec2ReadTheConsoleOutput")]
+    assert console[0]["Resource"] == "arn:aws:ec2:*:*:instance/*"
+    assert console[0]["Condition"] == {"StringEquals": {"aws:ResourceTag/Project": PROJECT}}
+    # The host key pins are tags of the project's instances: CreateTags on them is granted once, here.
+    tagging = statement(base, "Ec2ChangeAndDeleteOnlyResourcesTaggedForTheProject")
+    assert "ec2:CreateTags" in tagging["Action"]
+    assert "arn:aws:ec2:*:*:instance/*" in tagging["Resource"]
+
+
+def test_under_enforcement_the_operator_keeps_the_projects_secrets_and_reads_consoles(enforcing_aws):
+    # The policies as moto can check them (module docstring): the actions, on `*`.
+    credentials = operator_credentials(enforcing_aws, always_attached_policies())
+    enforcing_aws.check_requests_after(float("inf"))  # an instance of the project, made by the admin
+    instance = enforcing_aws.client("ec2").run_instances(
+        ImageId=json.loads((REPO / "sandbox" / "amis.json").read_text())[0]["ami_id"],
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Project", "Value": PROJECT}]}],
+    )["Instances"][0]["InstanceId"]
+    enforcing_aws.check_requests_after(0)
+    ssm = enforcing_aws.client("ssm", credentials["access_key"], credentials["secret_key"])
+    name = f"/{PROJECT}/api/write-token"
+
+    ssm.put_parameter(Name=name, Value="s3cret", Type="SecureString", Tags=[{"Key": "Project", "Value": PROJECT}])
+    assert ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"] == "s3cret"
+    assert [p["Name"] for p in ssm.describe_parameters()["Parameters"]] == [name]
+    ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=name, Tags=[{"Key": "Role", "Value": "api"}])
+    assert len(ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)["TagList"]) == 2
+    ssm.remove_tags_from_resource(ResourceType="Parameter", ResourceId=name, TagKeys=["Role"])
+    ssm.delete_parameter(Name=name)
+    ec2 = enforcing_aws.client("ec2", credentials["access_key"], credentials["secret_key"])
+    assert ec2.get_console_output(InstanceId=instance)["InstanceId"] == instance
+    # What moto cannot tell: a parameter outside /<project>/ passes too, since moto checks SSM on `*` only.
+    # If this starts failing, moto checks parameter ARNs: assert AccessDenied here instead.
+    ssm.put_parameter(Name="/another-project/secret", Value="x", Type="SecureString")
+
+
+def test_under_enforcement_moto_checks_ssm_actions_on_star_not_the_parameter(enforcing_aws):
+    # The policies exactly as written, without the moto dialect: refused even under the project's path,
+    # since moto asks for `*` and the policy names `parameter/<project>/*`. The dialect is needed.
+    credentials = operator_credentials(enforcing_aws, always_attached_policies(), dialect=False)
+    ssm = enforcing_aws.client("ssm", credentials["access_key"], credentials["secret_key"])
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+        ssm.put_parameter(Name=f"/{PROJECT}/api/write-token", Value="s3cret", Type="SecureString")
+    ssm.describe_parameters()  # on `*` in the policy itself
