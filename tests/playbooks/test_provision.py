@@ -39,27 +39,40 @@ def test_teardown_keeps_the_bucket_unless_confirmed_and_a_second_run_changes_not
     assert again.recap["changed"] == 0, again.output[-3000:]
 
 
-def test_a_lost_private_key_is_replaced_loudly(run_playbook, aws):
-    ec2 = aws.client("ec2")
+def test_a_lost_private_key_is_fetched_from_the_account_and_the_key_pair_stays(run_playbook, aws):
+    ec2, ssm = aws.client("ec2"), aws.client("ssm")
     assert run_playbook("playbooks/provision.yml", extra_vars=VARS).returncode == 0
     private_key = run_playbook.secrets / "ssh" / PROJECT
-    old_fingerprint = ec2.describe_key_pairs(KeyNames=[PROJECT])["KeyPairs"][0]["KeyFingerprint"]
+    kept = private_key.read_bytes()
+    stored = ssm.get_parameter(Name=f"/{PROJECT}/ssh/private-key", WithDecryption=True)["Parameter"]
+    assert stored["Type"] == "SecureString"
+    assert stored["Value"] == kept.decode().strip()
+    fingerprint = ec2.describe_key_pairs(KeyNames=[PROJECT])["KeyPairs"][0]["KeyFingerprint"]
     private_key.unlink()
+    private_key.with_suffix(".pub").unlink()
 
     result = run_playbook("playbooks/provision.yml", extra_vars=VARS)
 
     assert result.returncode == 0, result.output[-3000:]
-    assert "WARNING: the private key" in result.text
-    assert "A NEW key pair replaces it" in result.text
+    assert private_key.read_bytes() == kept
     assert private_key.stat().st_mode & 0o777 == 0o600
-    # AWS now holds the public half of the new local key: importing that file gives the same fingerprint.
-    new_fingerprint = ec2.describe_key_pairs(KeyNames=[PROJECT])["KeyPairs"][0]["KeyFingerprint"]
-    probe = ec2.import_key_pair(
-        KeyName="fingerprint-probe", PublicKeyMaterial=private_key.with_suffix(".pub").read_bytes()
-    )
-    ec2.delete_key_pair(KeyName="fingerprint-probe")
-    assert new_fingerprint != old_fingerprint
-    assert new_fingerprint == probe["KeyFingerprint"]
+    assert ec2.describe_key_pairs(KeyNames=[PROJECT])["KeyPairs"][0]["KeyFingerprint"] == fingerprint
+    assert result.recap["changed"] == 0, result.output[-3000:]
+
+
+def test_a_key_pair_whose_private_key_is_nowhere_stops_the_run_with_the_way_out(run_playbook, aws):
+    assert run_playbook("playbooks/provision.yml", extra_vars=VARS).returncode == 0
+    aws.client("ssm").delete_parameter(Name=f"/{PROJECT}/ssh/private-key")
+    (run_playbook.secrets / "ssh" / PROJECT).unlink()
+
+    result = run_playbook("playbooks/provision.yml", extra_vars=VARS)
+
+    assert result.returncode != 0
+    assert f"Key pair {PROJECT} in EC2" in result.text
+    assert "its private key is nowhere" in result.text
+    assert f"aws ec2 delete-key-pair --key-name {PROJECT}" in result.text
+    # Nothing was replaced: EC2 still holds the key the instances trust.
+    assert aws.client("ec2").describe_key_pairs(KeyNames=[PROJECT])["KeyPairs"]
 
 
 @pytest.mark.parametrize(

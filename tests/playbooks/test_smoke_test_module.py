@@ -15,6 +15,8 @@ import importlib.util
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -245,6 +247,18 @@ def bucket(aws) -> str:
         "Resource": f"arn:aws:s3:::{name}/media/*",
     }
     s3.put_bucket_policy(Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [public_media]}))
+    # As on AWS (and in the embedded AWS's unkind mode), a new bucket policy reaches anonymous readers a
+    # moment later: wait until a probe under media/ is public, then remove every version of it.
+    probe = s3.put_object(Bucket=name, Key="media/probe", Body=b"probe")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{aws.endpoint}/{name}/media/probe", timeout=5).close()
+            break
+        except urllib.error.HTTPError:
+            assert time.monotonic() < deadline, "the bucket policy never reached anonymous readers"
+            time.sleep(0.5)
+    s3.delete_object(Bucket=name, Key="media/probe", VersionId=probe["VersionId"])
     return name
 
 
