@@ -135,7 +135,8 @@ def controllers(aws, tmp_path):
         return PlaybookRun(done.returncode, done.stdout + done.stderr)
 
     yield {"a": run_a, "b": run_b, "c": run_c, "a_secrets": a.secrets, "c_secrets": c.secrets, "clone": clone}
-    torn_down = run_a("playbooks/teardown.yml", teardown_delete_data=True)
+    # A teardown opens nothing and needs no admin address.
+    torn_down = run_a("playbooks/teardown.yml", teardown_delete_data=True, ssh_admin_cidr="")
     assert torn_down.returncode == 0, torn_down.output[-3000:]
 
 
@@ -202,6 +203,12 @@ def test_several_controllers_run_one_stack_without_breaking_each_other(controlle
         limited = run_c(playbook, "--limit", instance_id)
         assert limited.returncode == 0, (playbook, limited.output[-5000:])
         assert instance_changes(limited) == {instance_id: 0}, (playbook, changed_tasks(limited))
+
+    # configure.yml alone never widens SSH: an empty ssh_admin_cidr is refused before any change.
+    empty = run_a("playbooks/configure.yml", ssh_admin_cidr="")
+    assert empty.returncode != 0
+    assert "ssh_admin_cidr ''" in empty.text, empty.output[-3000:]
+    assert instance_changes(empty) == {instance_id: 0}, changed_tasks(empty)
 
     # Another machine answers at the instance's address with another host key: every controller refuses
     # it, the one that saw the host (A) and one that never did (a fresh secrets folder), and runs nothing.
