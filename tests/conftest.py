@@ -203,6 +203,17 @@ class PlaybookRun:
         return " ".join(self.output.split())
 
     @property
+    def recaps(self) -> dict[str, dict[str, int]]:
+        """Every host's line of the PLAY RECAP, as numbers."""
+        found = {}
+        for line in self.output.splitlines():
+            match = re.match(r"^(\S+)\s+:\s+(ok=.*)$", line)
+            if match:
+                found[match.group(1)] = {k: int(v) for k, v in (p.split("=") for p in match.group(2).split())}
+        assert found, self.output[-3000:]
+        return found
+
+    @property
     def recap(self) -> dict[str, int]:
         """The localhost line of the PLAY RECAP, as numbers."""
         for line in self.output.splitlines():

@@ -31,18 +31,8 @@ NEW_ADMIN_CIDR = "10.213.0.0/16"
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", ".sandbox", ".secrets", ".ansible", "__pycache__", "*.egg-info")
 
 
-def recaps(output: str) -> dict[str, dict[str, int]]:
-    found = {}
-    for line in output.splitlines():
-        match = re.match(r"^(\S+)\s+:\s+(ok=.*)$", line)
-        if match:
-            found[match.group(1)] = {k: int(v) for k, v in (p.split("=") for p in match.group(2).split())}
-    assert found, output[-3000:]
-    return found
-
-
 def instance_changes(run: PlaybookRun) -> dict[str, int]:
-    return {host: recap["changed"] for host, recap in recaps(run.output).items() if host.startswith("i-")}
+    return {host: recap["changed"] for host, recap in run.recaps.items() if host.startswith("i-")}
 
 
 def changed_tasks(run: PlaybookRun) -> list[str]:

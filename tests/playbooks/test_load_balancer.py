@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import threading
 import time
@@ -28,17 +27,6 @@ LB_NAME = f"{PROJECT}-api"
 DELAY = 3
 BASE = {"project_name": PROJECT, "api_load_balancer": True, "api_load_balancer_deregistration_delay": DELAY}
 STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR") or REPO / ".sandbox")
-
-
-def recaps(output: str) -> dict[str, dict[str, int]]:
-    """Every host's line of the PLAY RECAP, as numbers."""
-    found = {}
-    for line in output.splitlines():
-        match = re.match(r"^(\S+)\s+:\s+(ok=.*)$", line)
-        if match:
-            found[match.group(1)] = {k: int(v) for k, v in (p.split("=") for p in match.group(2).split())}
-    assert found, output[-3000:]
-    return found
 
 
 class Traffic:
@@ -159,7 +147,7 @@ def test_a_fleet_behind_the_load_balancer_changes_without_one_failed_request(fle
 
     rerun = fleet("site.yml", api_instance_count=3)
     assert rerun.returncode == 0, rerun.output[-5000:]
-    changed = {host: recap["changed"] for host, recap in recaps(rerun.output).items()}
+    changed = {host: recap["changed"] for host, recap in rerun.recaps.items()}
     assert changed == dict.fromkeys(changed, 0), rerun.output[-5000:]
 
     # A rolling deploy of a changed build to all three hosts. It stays the build of the runs after it,
@@ -168,7 +156,7 @@ def test_a_fleet_behind_the_load_balancer_changes_without_one_failed_request(fle
     with Traffic(url) as traffic:
         deploy = fleet("playbooks/deploy.yml", api_instance_count=3, **build)
     assert deploy.returncode == 0, deploy.output[-5000:]
-    deployed = recaps(deploy.output)
+    deployed = deploy.recaps
     assert all(deployed[instance]["changed"] > 0 for instance in instances), deployed
     traffic.assert_none_failed(at_least=100)
 
