@@ -60,7 +60,7 @@ def apis(instance_ids, sandbox_hosts):
 
 @pytest.fixture(scope="module")
 def write_token():
-    # The default of api_write_token: generated once on the controller (group_vars/all/operator.yml).
+    # The stack's own write token (api_write_token empty): kept in SSM, this controller's copy in .secrets/.
     return (REPOSITORY / ".secrets" / "api-write-token").read_text().strip()
 
 
