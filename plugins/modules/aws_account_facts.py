@@ -15,7 +15,7 @@ description:
     (HeadBucket with ExpectedBucketOwner; a stranger's bucket answers 403, not 404), and the
     account-level S3 Block Public Access, which can forbid the public media policy altogether.
   - With C(stack) - the stack's own resources as they are now, each in the shape its role asks for
-    (C(null) when absent): the key pair, the security group, the IAM role with its instance profile
+    (C(null) when absent) - the key pair, the security group, the IAM role with its instance profile
     and inline policy, the DynamoDB table, the media bucket's settings and the API instances. The
     roles that own them run their module only where this differs from what they ask for.
   - One module run instead of a dozen (amazon.aws has no module for the account-level public access

@@ -7,10 +7,10 @@ short_description: Read instances' SSH host keys from their console output, wait
 description:
   - Before the first SSH connection to a new instance, its host keys are known only to the instance. On
     first boot cloud-init prints them to the console between C(-----BEGIN SSH HOST KEY KEYS-----) and
-    C(-----END SSH HOST KEY KEYS-----), and EC2 keeps the console output (C(ec2:GetConsoleOutput)): an
+    C(-----END SSH HOST KEY KEYS-----), and EC2 keeps the console output (C(ec2:GetConsoleOutput)) - an
     out-of-band channel the instance's network cannot forge.
   - No collection module reads console output (amazon.aws 7.6, community.aws 7.2), hence this one.
-  - EC2 has no console output for a while after launch (minutes on Xen types such as t2): the module
+  - EC2 has no console output for a while after launch (minutes on Xen types such as t2); the module
     asks again every O(delay) seconds until every instance's block is there, or fails after O(timeout)
     seconds naming the instances still without one.
   - Reads only; never changed.
