@@ -194,6 +194,12 @@ def test_several_controllers_run_one_stack_without_breaking_each_other(controlle
         assert limited.returncode == 0, (playbook, limited.output[-5000:])
         assert instance_changes(limited) == {instance_id: 0}, (playbook, changed_tasks(limited))
 
+    # reprovision.yml chooses its instance with -e: a limit, which would skip its controller plays and
+    # replace nothing, is refused with the command to run instead.
+    limited = run_c("playbooks/reprovision.yml", "--limit", instance_id)
+    assert limited.returncode != 0
+    assert f"-e reprovision_instance={instance_id}" in limited.text, limited.output[-3000:]
+
     # configure.yml alone never widens SSH: an empty ssh_admin_cidr is refused before any change.
     empty = run_a("playbooks/configure.yml", ssh_admin_cidr="")
     assert empty.returncode != 0
