@@ -158,6 +158,8 @@ GUARDRAILS_ONLY = """
   hosts: localhost
   connection: local
   gather_facts: false
+  module_defaults:
+    cost_guardrails: "{{ aws_connection }}"
   roles:
     - role: cost_guardrails
       vars:
