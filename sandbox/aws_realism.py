@@ -27,10 +27,18 @@ reproduces what real AWS does there, each with the error code, HTTP status and m
 9. An instance has no console output yet: for ``console_delay`` seconds after its launch time GetConsoleOutput
    answers without an ``output`` element (EC2 needs minutes on Xen types such as t2; this applies to every
    type). Later the answer passes unchanged: the machine's real console (console_output.py), or moto's.
+10. DynamoDB point-in-time recovery restores the items as they were at RestoreDateTime (moto copies them as
+    they are now, whatever the time, and even from a table without point-in-time recovery): a journal of
+    every item change while recovery is enabled (dynamodb_point_in_time.py). RestoreTableToPointInTime
+    answers PointInTimeRecoveryUnavailableException for a table without it and InvalidRestoreTimeException
+    (An invalid restore time was specified. RestoreDateTime must be between EarliestRestorableDateTime and
+    LatestRestorableDateTime.) outside the window DescribeContinuousBackups gives: from the moment recovery
+    was enabled to now (AWS's LatestRestorableDateTime lags about five minutes; here a test need not wait).
 
 Control endpoint, loopback only: ``GET /_realism`` (settings), ``POST /_realism`` (merge a JSON object of
 settings), ``POST /_realism/remove-default-vpc`` with ``{"region": ...}``. ``POST /moto-api/reset``
-also clears the timers and sets ``foreign_buckets`` back to those at start; delays and ``unoffered`` stay.
+also clears the timers and the point-in-time journals and sets ``foreign_buckets`` back to those at start;
+delays and ``unoffered`` stay.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+from dynamodb_point_in_time import PointInTimeRecovery, dynamodb_error
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.elbv2.models import elbv2_backends
@@ -138,11 +147,6 @@ def s3_error(code: str, message: str, status: int, method: str, **extra: str) ->
     return status, [("Content-Type", "application/xml")], body.encode()
 
 
-def dynamodb_error(code: str, message: str) -> Response:
-    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message})
-    return 400, [("Content-Type", "application/x-amz-json-1.0"), ("x-amzn-RequestId", _request_id())], body.encode()
-
-
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -158,7 +162,8 @@ class RealismMiddleware:
     """Wraps moto's WSGI app; every shared field is guarded by ``lock`` (the server is threaded)."""
 
     def __init__(self, app: Callable, settings: dict[str, Any] | None = None):
-        self.app = app
+        # Innermost: it journals what moto really wrote, after this layer's refusals.
+        self.app = PointInTimeRecovery(app)
         self.lock = threading.Lock()
         self.settings = settings if settings is not None else settings_from_environment(dict(os.environ))
         self.start_foreign_buckets = list(self.settings["foreign_buckets"])

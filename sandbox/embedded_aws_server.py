@@ -21,6 +21,7 @@ listener URLs are in ``<state>/load-balancers/<name>.json``. The HAProxies stop 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -58,6 +59,16 @@ def make_app() -> Any:
     return LoadBalancerDataPlane(app)
 
 
+def exit_on_signal(*_: object) -> None:
+    """SIGTERM or SIGINT: exit through atexit, where the load balancers stop their HAProxies (in seconds)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)  # a second one would cut that short and leave HAProxies running
+    # moto's state ends with the process: the interpreter's last collections would only walk it (most of a
+    # second with the load balancers' EC2 backends loaded).
+    gc.freeze()
+    sys.exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", type=str, default="127.0.0.1", help="Which host to bind")
@@ -68,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     # moto builds some URLs (e.g. SQS queue URLs) from MOTO_PORT
     os.environ.setdefault("MOTO_PORT", str(args.port))
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: sys.exit(0))
+        signal.signal(signum, exit_on_signal)
     run_simple(args.host, args.port, make_app(), threaded=True, request_handler=MotoRequestHandler)
 
 

@@ -19,6 +19,10 @@ their registration) and makes one HAProxy per load balancer do what the ALB woul
   instance is drained as AWS does;
 - DescribeTargetHealth answers from the data plane: initial, healthy, unhealthy, draining, unused.
 
+Tests' time: SANDBOX_LB_HEALTH_CHECK_INTERVAL=<seconds> makes HAProxy check every target that often,
+whatever the target group's HealthCheckIntervalSeconds (5 at least on AWS) says, as the provisioning tests
+shorten AWS's delays (thresholds and the API's answers stay as the target group says).
+
 Target changes use HAProxy's runtime API (admin socket), so no connection is dropped; a listener or health
 check change restarts that HAProxy: the new process takes the listening sockets over (``-x``), so no new
 connection is refused, and the old one finishes its requests, but closes its idle keep-alive client
@@ -29,8 +33,10 @@ Files, under ``<state>/load-balancers/`` (state: SANDBOX_STATE_DIR, else <repo>/
 written while the load balancer has listeners (``served`` is false for a listener the stand-in cannot
 serve: not HTTP or HTTPS); ``<name>/haproxy.cfg``, ``admin.sock``, ``haproxy.pid``, ``haproxy.log`` (HAProxy's
 warnings), ``tls.pem``, ``server.pid`` (the embedded AWS server that runs it). ``POST /moto-api/reset``
-stops every HAProxy and forgets everything; so does the server's exit. A server that starts stops the
-HAProxies of a dead server of the same state directory (and leaves those of a running one alone).
+stops every HAProxy and forgets everything; so does the server's exit, without waiting for what another
+thread waits on (``shutdown``). Stopping a load balancer stops the HAProxies a restart replaced too (those
+still finishing requests); one still running a second after SIGTERM gets SIGKILL. A server that starts stops
+the HAProxies of a dead server of the same state directory (and leaves those of a running one alone).
 
 Not reproduced: listener rules other than the default action (amazon.aws cannot create them against moto
 anyway), weighted forwarding to several target groups (the first one gets everything), targets of type
@@ -63,6 +69,10 @@ from wsgi_layers import credential_scope, pass_through, read_body
 
 HAPROXY = os.environ.get("SANDBOX_HAPROXY", "/usr/sbin/haproxy")
 RECONCILE_INTERVAL = 0.5
+# Seconds an HAProxy gets to end after SIGTERM (its hard stop: it ends at once) before SIGKILL.
+STOP_GRACE = 1.0
+# Seconds the exit waits for a thread that holds the lock (it may be waiting on an admin socket, 5 s a command).
+EXIT_LOCK_WAIT = 1.0
 CHANGING_ACTIONS = {
     "CreateLoadBalancer",
     "CreateListener",
@@ -176,6 +186,27 @@ def _owner_running(pid_file: Path) -> bool:
         return False
 
 
+def _stop_processes(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM to all at once, then SIGKILL to those still running STOP_GRACE later."""
+    for process in processes:
+        process.terminate()  # nothing if it has ended: Popen reaps it first
+    deadline = time.monotonic() + STOP_GRACE
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+    for process in processes:
+        try:
+            process.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:  # stuck in the kernel: nothing more to do from here
+            print(f"load-balancers: HAProxy {process.pid} did not end after SIGKILL", flush=True)
+
+
+class ShuttingDown(RuntimeError):
+    """The server is exiting: no HAProxy starts any more."""
+
+
 def _elbv2_backends() -> Iterable[tuple[str, str, Any]]:
     from moto.elbv2.models import elbv2_backends
 
@@ -196,8 +227,13 @@ class LoadBalancerDataPlane:
         self.balancers: dict[str, Balancer] = {}  # LB arn
         self.drains: dict[Target, float] = {}  # deregistered target: time.monotonic() when its drain ends
         self.terminated_seen: set[tuple[str, str]] = set()  # (TG arn, instance id) whose drain has begun
+        # Every HAProxy started and not yet seen ending, the replaced ones still finishing requests included:
+        # its load balancer's arn. Its own lock, so that the exit finds them all without waiting for `lock`.
+        self.processes: dict[subprocess.Popen, str] = {}
+        self.processes_lock = threading.Lock()
+        self.stopping = threading.Event()  # set at the exit, under processes_lock: no HAProxy starts after it
         self.stop_stale()
-        atexit.register(self.stop_all)
+        atexit.register(self.shutdown)
         self.thread = threading.Thread(target=self._loop, args=(interval,), name="load-balancers", daemon=True)
         self.thread.start()
 
@@ -260,8 +296,8 @@ class LoadBalancerDataPlane:
     # --- reconciliation
 
     def _loop(self, interval: float) -> None:
-        while True:
-            time.sleep(interval)
+        while not self.stopping.wait(interval):
+            self._reap()
             if not self.balancers and not self.drains and not self._any_load_balancer():
                 continue
             with self.lock:
@@ -269,11 +305,14 @@ class LoadBalancerDataPlane:
 
     def _reconcile_safely(self) -> None:
         """Reconcile; a failure is printed (the server's log) and retried at the next round, never answered
-        to the API call: moto's dicts may change under us, an HAProxy may fail to start."""
+        to the API call: moto's dicts may change under us, an HAProxy may fail to start. Not once exiting."""
+        if self.stopping.is_set():
+            return
         try:
             self.reconcile()
         except Exception as error:
-            print(f"load-balancers: reconcile failed: {error!r}", flush=True)
+            if not self.stopping.is_set():
+                print(f"load-balancers: reconcile failed: {error!r}", flush=True)
 
     @staticmethod
     def _any_load_balancer() -> bool:
@@ -516,15 +555,17 @@ class LoadBalancerDataPlane:
             # -x: the listening sockets pass from the old process; -sf: the old one then finishes its
             # requests (those of draining servers included) and exits
             command += ["-x", str(balancer.socket_path), "-sf", str(old.pid)]
-        with open(balancer.directory / "haproxy.log", "ab") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        with self.processes_lock:
+            if self.stopping.is_set():
+                raise ShuttingDown(balancer.name)
+            with open(balancer.directory / "haproxy.log", "ab") as log:
+                process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            self.processes[process] = balancer.arn  # the old one stays there until it has finished (_reap)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and process.poll() is None:
+        while time.monotonic() < deadline and process.poll() is None and not self.stopping.is_set():
             if f"Pid: {process.pid}\n" in self._command_at(balancer.socket_path, "show info", quiet=True):
                 break
             time.sleep(0.02)
-        if old is not None:
-            threading.Thread(target=old.wait, daemon=True).start()  # reap it when it is done
         balancer.process = process
         balancer.config = config
         (balancer.directory / "haproxy.pid").write_text(f"{process.pid}\n")
@@ -545,26 +586,53 @@ class LoadBalancerDataPlane:
                 server.ever_up = True
 
     def _stop(self, balancer: Balancer, forget: bool) -> None:
-        if balancer.process is not None:
-            balancer.process.terminate()
-            try:
-                balancer.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                balancer.process.kill()
-                balancer.process.wait()
+        """Stop the load balancer's HAProxies: the current one and those a restart replaced."""
+        with self.processes_lock:
+            processes = [process for process, arn in self.processes.items() if arn == balancer.arn]
+        _stop_processes(processes)
+        self._reap()
         balancer.process = None
         balancer.config = ""
         balancer.servers.clear()
+        self._remove_files(balancer, forget)
+
+    def _remove_files(self, balancer: Balancer, forget: bool) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.root / f"{balancer.name}.json").unlink()
         if forget:
             shutil.rmtree(balancer.directory, ignore_errors=True)
+
+    def _reap(self) -> None:
+        """Forget the HAProxies that have ended (a replaced one once its requests are done), reaping them."""
+        with self.processes_lock:
+            for process in [process for process in self.processes if process.poll() is not None]:
+                del self.processes[process]
 
     def stop_all(self) -> None:
         with self.lock:
             for balancer in self.balancers.values():
                 self._stop(balancer, forget=True)
             self.balancers.clear()
+
+    def shutdown(self) -> None:
+        """The server's exit (atexit): stop every HAProxy it started, in STOP_GRACE and EXIT_LOCK_WAIT at most.
+
+        Without waiting for the lock first: a request or the reconciliation may hold it for many seconds,
+        waiting on the admin socket of an HAProxy that does not answer (5 s a command, one per target for
+        DescribeTargetHealth). Once the HAProxies are gone such a wait ends at once; the lock is then awaited
+        EXIT_LOCK_WAIT at most before the files go, whoever holds it (the process ends right after).
+        """
+        with self.processes_lock:
+            self.stopping.set()
+            processes = list(self.processes)
+        _stop_processes(processes)
+        locked = self.lock.acquire(timeout=EXIT_LOCK_WAIT)
+        try:
+            for balancer in list(self.balancers.values()):
+                self._remove_files(balancer, forget=True)
+        finally:
+            if locked:
+                self.lock.release()
 
     def stop_stale(self) -> None:
         """Stop the HAProxies a previous server of this state directory left running, and forget them.
@@ -657,9 +725,7 @@ class LoadBalancerDataPlane:
                 server.ever_up = True
                 return ("healthy", None, None)
             checking_for = time.monotonic() - server.since
-            failing_long_enough = checking_for >= float(group.health_check_interval_seconds) * int(
-                group.unhealthy_threshold_count
-            )
+            failing_long_enough = checking_for >= _check_interval(group) * int(group.unhealthy_threshold_count)
             if not server.ever_up and (row.get("check_status") in ("INI", "") or not failing_long_enough):
                 return ("initial", *REASONS["initial"])
             reason, description = FAILED_CHECK_REASONS.get(row.get("check_status", ""), REASONS["failed"])
@@ -751,8 +817,13 @@ def _backend_name(group: Any) -> str:
     return _backend_name_of_arn(group.arn)
 
 
+def _check_interval(group: Any) -> int:
+    """Seconds between two health checks of a target: the target group's, unless tests shorten it."""
+    return int(os.environ.get("SANDBOX_LB_HEALTH_CHECK_INTERVAL") or group.health_check_interval_seconds)
+
+
 def _backend(group: Any) -> list[str]:
-    interval = int(group.health_check_interval_seconds)
+    interval = _check_interval(group)
     lines = [
         f"backend {_backend_name(group)}",
         "  balance roundrobin",

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +162,13 @@ def embedded_aws_server(realism: bool | None, **environment: str):
         yield EmbeddedAws(endpoint)
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            # Never leave it (and its HAProxies) running; a slow exit is the server's bug, not the tests'.
+            server.kill()
+            server.wait()
+            warnings.warn(f"the embedded AWS on {endpoint} did not exit within 10 s of SIGTERM", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
@@ -266,6 +273,14 @@ def _playbook_runner(aws: EmbeddedAws, tmp_path: Path):
 def run_playbook(aws, tmp_path):
     """Run a playbook against the embedded AWS (`aws`)."""
     return _playbook_runner(aws, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_playbook_runner(embedded_aws, tmp_path_factory):
+    """run_playbook for a module whose tests share one stack (a fleet, made once): the embedded AWS is
+    emptied once, before the module's first test that asks for it, not before each."""
+    embedded_aws.reset()
+    return _playbook_runner(embedded_aws, tmp_path_factory.mktemp("module"))
 
 
 @pytest.fixture

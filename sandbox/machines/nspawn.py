@@ -25,8 +25,28 @@ address relays to it. The embedded AWS listens on the machine's loopback only: a
 Ready means: cloud-init has finished for this instance-id and installed the key, and sshd answers on
 port 22 (with --wait-login, also an SSH login with that private key as `ubuntu` succeeds), within
 $SANDBOX_BOOT_TIMEOUT seconds (default 120; SANDBOX_HOSTS_BOOT_TIMEOUT is read too).
+
+A busy first boot, as Ubuntu's on EC2: with SANDBOX_HOSTS_FIRST_BOOT_BUSY=N (seconds; default 0, a quiet
+first boot) in the environment of `start`, the seed's user-data keeps cloud-init's final stage running for
+N seconds (`runcmd: sleep N`, so `cloud-init status` says running and `cloud-init status --wait` blocks),
+and a process started at `bootcmd` (once per instance, through cloud-init-per; before sshd starts) holds
+the dpkg locks apt takes (/var/lib/dpkg/lock-frontend and /var/lib/dpkg/lock, fcntl locks) until
+cloud-init has finished and 5 s more, as apt-daily and unattended-upgrades do. `start` is then ready as
+soon as the key is installed and SSH answers (and --wait-login logs in): cloud-init goes on meanwhile.
+Later boots of the instance are quiet.
+
+Reboots, as an instance's: the same disk, address and instance-id. The host's process (the record's pid)
+is a supervisor (`sandbox/hosts supervise`, not for people to run) that runs systemd-nspawn, and runs it
+again with the same overlay, network namespace and console log (appended) when the container reboots
+(`systemctl reboot`, `shutdown -r`: nspawn exits with 133). cloud-init sees the same instance-id, so it
+keeps the host keys and runs no per-instance module again. A poweroff inside ends the host (its record
+stays until `stop`); `stop` sends the supervisor SIGTERM, which it passes on to nspawn: an orderly
+poweroff, and no boot after it. Inside a container /proc/sys/kernel/random/boot_id is nspawn's, new at
+each boot, and PID 1's start time (field 22 of /proc/1/stat) changes too: either tells Ansible's reboot
+module that the host came back.
+
 State lives in $SANDBOX_STATE_DIR (default: the repository's .sandbox/): cache/ holds the root
-filesystems, hosts/NAME/ one host's overlay, seed, console log and record.
+filesystems, hosts/NAME/ one host's overlay, seed, console log (every boot's), supervisor log and record.
 """
 
 from __future__ import annotations
@@ -42,6 +62,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import debian
@@ -63,7 +84,7 @@ PUBLIC_FIELDS = ("name", "address", "user", "suite")
 ROOT_REASON = "mounts, network namespaces, iptables"
 TOOLS = ("systemd-nspawn", "debootstrap", "iptables", "ip")
 DEPS_SCRIPT = "sandbox/install-host-deps"
-ENTRY_POINT = REPO_ROOT / "sandbox" / "hosts"  # runs the DNS forwarder and the loopback relays too
+ENTRY_POINT = REPO_ROOT / "sandbox" / "hosts"  # runs the supervisor, the DNS forwarder and the loopback relays too
 
 RECIPE_DIR = REPO_ROOT / "sandbox" / "rootfs"
 HOSTS_DIR = STATE_DIR / "hosts"
@@ -242,13 +263,18 @@ def pids_rooted_under(directory: Path) -> list[int]:
     return [pid for pid, root in roots if root == str(directory) or root.startswith(prefix)]
 
 
+def runs_nspawn(argv: list[bytes]) -> bool:
+    """The command line of a systemd-nspawn, or of a supervisor that runs one (its command follows `--`)."""
+    return any(arg.endswith(b"systemd-nspawn") for arg in argv)
+
+
 def nspawn_pids_for(directory: Path) -> list[int]:
-    """systemd-nspawn processes started by this tool on a directory below `directory`."""
+    """systemd-nspawn processes, and their supervisors, started by this tool on a directory below `directory`."""
     option = f"--directory={directory}/".encode()
     return [
         pid
         for pid, argv in each_process(command_line)
-        if argv and argv[0].endswith(b"systemd-nspawn") and any(arg.startswith(option) for arg in argv)
+        if runs_nspawn(argv) and any(arg.startswith(option) for arg in argv)
     ]
 
 
@@ -481,18 +507,86 @@ def serve_loopback_relay(listen: str, port: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The first boot: quiet, or as busy as Ubuntu's on EC2
+# ---------------------------------------------------------------------------------------------------------
+
+FIRST_BOOT_BUSY_VARIABLE = "SANDBOX_HOSTS_FIRST_BOOT_BUSY"
+DPKG_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")  # in the order apt takes them
+LOCKS_OUTLAST_CLOUD_INIT = 5  # seconds: unattended-upgrades goes on a little after cloud-init is done
+
+QUIET_USER_DATA = "#cloud-config\n# Nothing beyond the image's defaults: sandbox/rootfs/files.\n{}\n"
+
+# What holds apt's locks on a busy first boot: fcntl (lockf) write locks, as apt and dpkg take them (flock
+# would not stop apt), held until cloud-init has finished this boot (or it took a minute longer than it
+# should have), and a few seconds more. It calls itself unattended-upgr(ade), so apt's "Could not get lock
+# ... It is held by process N (unattended-upgr)" reads as on EC2.
+DPKG_LOCK_HOLDER = f"""\
+import ctypes, fcntl, os, sys, time
+ctypes.CDLL(None).prctl(15, b"unattended-upgr", 0, 0, 0)  # PR_SET_NAME
+locks = []
+for path in {DPKG_LOCKS!r}:
+    locks.append(os.open(path, os.O_RDWR | os.O_CREAT, 0o640))
+    fcntl.lockf(locks[-1], fcntl.LOCK_EX)
+give_up = time.monotonic() + float(sys.argv[1]) + 60
+while not os.path.exists("/var/lib/cloud/instance/boot-finished") and time.monotonic() < give_up:
+    time.sleep(0.2)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def first_boot_busy_seconds(environ: Mapping[str, str] = os.environ) -> int:
+    """Seconds that cloud-init's final stage keeps running at a host's first boot ($SANDBOX_HOSTS_FIRST_BOOT_BUSY,
+    default 0: a quiet first boot)."""
+    value = environ.get(FIRST_BOOT_BUSY_VARIABLE, "").strip() or "0"
+    if not value.isdigit():
+        raise Failure(f"{FIRST_BOOT_BUSY_VARIABLE}={value!r}: a whole number of seconds (0: a quiet first boot)")
+    return int(value)
+
+
+def busy_first_boot_user_data(seconds: int) -> str:
+    """user-data that makes an instance's first boot busy for `seconds`, as Ubuntu's is on EC2: cloud-init's
+    final stage runs that long (runcmd, once per instance), and a process started at bootcmd, before sshd
+    (cloud-init-per: once per instance), holds the dpkg locks until cloud-init has finished and a few
+    seconds more, as apt-daily and unattended-upgrades do. systemd-run makes the holder a service of its
+    own, so cloud-init does not wait for it."""
+    holder = [
+        "cloud-init-per",
+        "instance",
+        "sandbox-first-boot-busy",
+        "systemd-run",
+        "--unit=sandbox-first-boot-busy",
+        # Now, not after basic.target as by default: that waits for cloud-init's own stage, which waits here.
+        "--property=DefaultDependencies=no",
+        "--description=Holds the dpkg locks on the first boot, as unattended-upgrades does on EC2",
+        "/usr/bin/python3",
+        "-c",
+        DPKG_LOCK_HOLDER,
+        str(seconds),
+        str(LOCKS_OUTLAST_CLOUD_INIT),
+    ]
+    return (
+        "#cloud-config\n"
+        f"# A busy first boot ({FIRST_BOOT_BUSY_VARIABLE}={seconds}): see sandbox/machines/nspawn.py.\n"
+        f"bootcmd:\n  - {json.dumps(holder)}\n"
+        f"runcmd:\n  - {json.dumps(['sleep', str(seconds)])}\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Starting and stopping hosts
 # ---------------------------------------------------------------------------------------------------------
 
 
-def write_seed(root: Path, name: str, instance_id: str, public_key: str, slot: int, nameserver: str) -> None:
+def write_seed(
+    root: Path, name: str, instance_id: str, public_key: str, slot: int, nameserver: str, first_boot_busy: int = 0
+) -> None:
     """The NoCloud seed: what EC2's metadata service tells an Ubuntu cloud image at first boot."""
     seed = root / "var/lib/cloud/seed/nocloud"
     seed.mkdir(parents=True, exist_ok=True)
     (seed / "meta-data").write_text(
         f"instance-id: {instance_id}\nlocal-hostname: {name}\npublic-keys:\n  - {json.dumps(public_key)}\n"
     )
-    (seed / "user-data").write_text("#cloud-config\n# Nothing beyond the image's defaults: sandbox/rootfs/files.\n{}\n")
+    (seed / "user-data").write_text(busy_first_boot_user_data(first_boot_busy) if first_boot_busy else QUIET_USER_DATA)
     # Without a network-config cloud-init writes a DHCP fallback for host0, and there is no DHCP here.
     (seed / "network-config").write_text(
         "version: 2\n"
@@ -508,24 +602,29 @@ def write_seed(root: Path, name: str, instance_id: str, public_key: str, slot: i
     (root / "etc/resolv.conf").write_text(f"nameserver {nameserver}\n")
 
 
+def key_installed(record: dict) -> bool:
+    """cloud-init installed the instance's key for `ubuntu` (read through the overlay)."""
+    authorized_keys = Path(record["merged"]) / "home" / DEFAULT_USER / ".ssh/authorized_keys"
+    with contextlib.suppress(OSError):
+        return record["public_key"].split()[1] in authorized_keys.read_text()
+    return False
+
+
 def cloud_init_finished(record: dict) -> bool:
     """cloud-init ran all its stages for this instance and installed the key (read through the overlay)."""
-    root = Path(record["merged"])
-    authorized_keys = root / "home" / DEFAULT_USER / ".ssh/authorized_keys"
-    with contextlib.suppress(OSError):
-        return (root / "var/lib/cloud/instances" / record["instance_id"] / "boot-finished").exists() and (
-            record["public_key"].split()[1] in authorized_keys.read_text()
-        )
-    return False
+    boot_finished = Path(record["merged"]) / "var/lib/cloud/instances" / record["instance_id"] / "boot-finished"
+    return boot_finished.exists() and key_installed(record)
 
 
 def wait_ready(record: dict, login_key: Path | None = None) -> None:
     """Until cloud-init has finished (no more restarts of sshd, the key is in place) and sshd answers (and,
-    if asked, `ubuntu` logs in with `login_key`)."""
+    if asked, `ubuntu` logs in with `login_key`). On a busy first boot, as on EC2, only until the key is in
+    place and sshd answers: cloud-init goes on meanwhile."""
     name, address = record["name"], record["address"]
+    provisioned = key_installed if record.get("first_boot_busy") else cloud_init_finished
 
     def ready() -> bool:
-        return cloud_init_finished(record) and ssh_ready(DEFAULT_USER, address, 22, login_key)
+        return provisioned(record) and ssh_ready(DEFAULT_USER, address, 22, login_key)
 
     waited = seconds_until_booted(record, "systemd-nspawn", ready, console_tail, BOOT_TIMEOUT, interval=0.1)
     if waited is None:
@@ -546,6 +645,7 @@ def console_tail(record: dict, lines: int = 30) -> str:
 
 def new_record(name: str, suite: str, instance_id: str, public_key: str) -> dict:
     """A host's record before it boots: its root filesystem extracted, a slot of its own."""
+    busy = first_boot_busy_seconds()
     lower = lower_dir(suite)
     slot = free_slot()
     directory = RECORDS.machine_dir(name)
@@ -562,11 +662,88 @@ def new_record(name: str, suite: str, instance_id: str, public_key: str) -> dict
         "merged": str(directory / "merged"),
         "netns": NETNS_PREFIX + name,
         "veth": f"{VETH_PREFIX}{slot}",
+        "first_boot_busy": busy,
     }
 
 
+def nspawn_command(record: dict) -> list[str]:
+    """The systemd-nspawn command line that boots the host: the same at every boot of the instance."""
+    name, directory = record["name"], RECORDS.machine_dir(record["name"])
+    return [
+        "systemd-nspawn",
+        "--quiet",
+        "--boot",
+        f"--machine={name}",
+        f"--directory={directory / 'merged'}",
+        # No systemd as this machine's PID 1: nspawn must not ask it for a scope unit or registration.
+        "--keep-unit",
+        "--register=no",
+        f"--network-namespace-path=/run/netns/{record['netns']}",
+        # The namespace is the host's own, so it may manage it: networkd (and ufw) need CAP_NET_ADMIN.
+        "--capability=CAP_NET_ADMIN",
+        # The seed wrote resolv.conf; the image keeps its own timezone (UTC), and the journal stays inside.
+        "--resolv-conf=off",
+        "--timezone=off",
+        "--link-journal=no",
+        "--console=read-only",
+    ]
+
+
+REBOOT_EXIT_STATUS = 133  # systemd-nspawn's exit status when the container's systemd rebooted
+
+
+def supervise(name: str, command: list[str]) -> int:
+    """Run the host's systemd-nspawn `command`, again each time the container reboots; nspawn's exit status.
+
+    This process is the host, as an instance outlives its reboots: the record's pid names it. A reboot inside
+    (`systemctl reboot`, `shutdown -r`) ends nspawn with status 133, and nspawn starts again on the same
+    overlay, network namespace and cgroup, its console appended to the same log (this process's stdout).
+    Any other end (a poweroff inside: 0) ends the host. SIGTERM is passed on to nspawn, which turns it into
+    an orderly poweroff of the container, and no boot follows.
+    """
+    stopping = False
+    nspawn: subprocess.Popen | None = None
+
+    def stop(signum: int, frame) -> None:
+        nonlocal stopping
+        stopping = True
+        if nspawn is not None and nspawn.returncode is None:  # not yet reaped, so the PID is still nspawn's
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(nspawn.pid, signal.SIGTERM)
+
+    terminating = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    for signum in terminating:
+        signal.signal(signum, stop)
+    move_into_cgroups = cgroup_mover(name)
+
+    def child_setup() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, terminating)
+        move_into_cgroups()
+
+    boots = 0
+    while True:
+        # A SIGTERM between the decision to boot and `nspawn` naming the new process would reach nobody.
+        signal.pthread_sigmask(signal.SIG_BLOCK, terminating)
+        try:
+            if stopping:
+                return 0
+            nspawn = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=child_setup
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, terminating)
+        boots += 1
+        log(f"{name}: boot {boots}, systemd-nspawn pid {nspawn.pid}")
+        status = nspawn.wait()
+        if status != REBOOT_EXIT_STATUS or stopping:
+            log(f"{name}: systemd-nspawn exited with status {status}; the host is off")
+            return status
+        log(f"{name}: the container rebooted; booting it again")
+
+
 def boot(record: dict) -> None:
-    """Mount the host's fresh disk, write its seed, wire its network and launch systemd-nspawn."""
+    """Mount the host's fresh disk, write its seed, wire its network and launch systemd-nspawn under its
+    supervisor (which boots it again after a reboot inside)."""
     name, slot = record["name"], record["slot"]
     directory, lower = RECORDS.machine_dir(name), Path(record["lower"])
     for layer in ("upper", "work", "merged"):
@@ -581,7 +758,15 @@ def boot(record: dict) -> None:
         str(directory / "merged"),
     )
     nameserver, upstream = dns_for_host(slot)
-    write_seed(directory / "merged", name, record["instance_id"], record["public_key"], slot, nameserver)
+    write_seed(
+        directory / "merged",
+        name,
+        record["instance_id"],
+        record["public_key"],
+        slot,
+        nameserver,
+        record.get("first_boot_busy", 0),
+    )
     create_network(name, slot)
     enable_nat()
     if upstream:
@@ -606,36 +791,17 @@ def boot(record: dict) -> None:
             )
         relays.append({"port": port, "pid": relay.pid, "start_time": process_start_time(relay.pid)})
     record.update(relays=relays)
-    command = [
-        "systemd-nspawn",
-        "--quiet",
-        "--boot",
-        f"--machine={name}",
-        f"--directory={directory / 'merged'}",
-        # No systemd as this machine's PID 1: nspawn must not ask it for a scope unit or registration.
-        "--keep-unit",
-        "--register=no",
-        f"--network-namespace-path=/run/netns/{record['netns']}",
-        # The namespace is the host's own, so it may manage it: networkd (and ufw) need CAP_NET_ADMIN.
-        "--capability=CAP_NET_ADMIN",
-        # The seed wrote resolv.conf; the image keeps its own timezone (UTC), and the journal stays inside.
-        "--resolv-conf=off",
-        "--timezone=off",
-        "--link-journal=no",
-        "--console=read-only",
-    ]
-    with open(directory / "console.log", "w") as console:
-        nspawn = subprocess.Popen(
-            command,
+    with open(directory / "console.log", "w") as console, open(directory / "supervisor.log", "w") as supervisor_log:
+        supervisor = subprocess.Popen(
+            [sys.executable, str(ENTRY_POINT), "supervise", name, "--", *nspawn_command(record)],
             stdin=subprocess.DEVNULL,
-            stdout=console,
-            stderr=subprocess.STDOUT,
+            stdout=console,  # systemd-nspawn, every boot of it, writes the container's console here
+            stderr=supervisor_log,
             start_new_session=True,
-            preexec_fn=cgroup_mover(name),
         )
-    record.update(pid=nspawn.pid, pid_start_time=process_start_time(nspawn.pid))
+    record.update(pid=supervisor.pid, pid_start_time=process_start_time(supervisor.pid))
     RECORDS.write(record)
-    log(f"{name}: booting {record['suite']} at {record['address']} (systemd-nspawn pid {nspawn.pid})")
+    log(f"{name}: booting {record['suite']} at {record['address']} (supervisor pid {supervisor.pid})")
 
 
 def teardown(record: dict) -> None:
@@ -644,7 +810,8 @@ def teardown(record: dict) -> None:
     directory = RECORDS.machine_dir(name)
     merged = Path(record.get("merged") or directory / "merged")
     if is_running(record):
-        # nspawn turns SIGTERM into SIGRTMIN+3 for the container's systemd: an orderly poweroff.
+        # The supervisor passes SIGTERM on to nspawn, which turns it into SIGRTMIN+3 for the container's
+        # systemd: an orderly poweroff.
         kill_pids([record["pid"]], signal.SIGTERM)
         if not wait_until(lambda: not is_running(record), STOP_TIMEOUT):
             log(f"{name}: no orderly poweroff within {STOP_TIMEOUT:.0f} s, killing it")
@@ -655,7 +822,7 @@ def teardown(record: dict) -> None:
             kill_pids([relay["pid"]])
 
     def leftovers() -> set[int]:
-        """The nspawn process, and a container whose nspawn was killed (its PID 1 and all)."""
+        """The supervisor and its nspawn, and a container whose nspawn was killed (its PID 1 and all)."""
         found = set(nspawn_pids_for(directory)) | set(pids_rooted_under(merged))
         found |= set(pids_in_netns(record.get("netns") or NETNS_PREFIX + name))
         found |= set(pids_in_cgroups(name))
@@ -671,12 +838,13 @@ def teardown(record: dict) -> None:
 
 
 def live_host_names() -> set[str]:
-    """Hosts whose systemd-nspawn runs, machine-wide: also those of another SANDBOX_STATE_DIR, which share
-    the namespace and link names, the subnet and the NAT rules with this one."""
+    """Hosts whose systemd-nspawn or supervisor runs (the supervisor alone while a host reboots), machine-wide:
+    also those of another SANDBOX_STATE_DIR, which share the namespace and link names, the subnet and the NAT
+    rules with this one."""
     names = set()
     marker = f"--network-namespace-path=/run/netns/{NETNS_PREFIX}".encode()
     for pid, argv in each_process(command_line):
-        if argv[0].endswith(b"systemd-nspawn") and process_start_time(pid):
+        if runs_nspawn(argv) and process_start_time(pid):
             names |= {arg[len(marker) :].decode() for arg in argv if arg.startswith(marker)}
     return names
 
@@ -727,13 +895,17 @@ def after_cleanup(stale_only: bool) -> None:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """The relays each host's `start` launches as processes of their own (not for people to run)."""
+    """The supervisor and the relays each host's `start` launches as processes of their own (not for people
+    to run)."""
     forwarder_parser = commands.add_parser("dns-forwarder")  # started by `start` when needed
     forwarder_parser.add_argument("listen")
     forwarder_parser.add_argument("upstream")
     relay_parser = commands.add_parser("loopback-relay")  # started by `start` for each host
     relay_parser.add_argument("listen")
     relay_parser.add_argument("port", type=int)
+    supervisor_parser = commands.add_parser("supervise")  # started by `start`: the host's process
+    supervisor_parser.add_argument("name")
+    supervisor_parser.add_argument("nspawn_command", nargs=argparse.REMAINDER, help="-- systemd-nspawn ...")
 
 
 def run_command(arguments: argparse.Namespace) -> int:
@@ -741,4 +913,7 @@ def run_command(arguments: argparse.Namespace) -> int:
         serve_dns_forwarder(arguments.listen, arguments.upstream)
     elif arguments.command == "loopback-relay":
         serve_loopback_relay(arguments.listen, arguments.port)
+    elif arguments.command == "supervise":
+        command = arguments.nspawn_command
+        return supervise(arguments.name, command[1:] if command[:1] == ["--"] else command)
     return 0

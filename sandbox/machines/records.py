@@ -26,7 +26,8 @@ MACHINE_KINDS = ("hosts", "vms")  # the directories of sandbox/hosts' and sandbo
 
 
 def is_running(record: dict) -> bool:
-    """The machine's main process (systemd-nspawn, qemu) still runs: the very process the record names."""
+    """The machine's main process still runs: the very process the record names (`pid`, `pid_start_time`).
+    That is qemu for a VM; for a host, the supervisor that runs its systemd-nspawn through reboots."""
     return process_alive(record.get("pid"), record.get("pid_start_time"))
 
 

@@ -11,7 +11,14 @@ import pytest
 
 from coffee_ranker.app import create_app
 from coffee_ranker.storage import sqlite
-from coffee_ranker.storage.dynamodb import DynamoDbRepository
+from coffee_ranker.storage.dynamodb import (
+    SCHEMA_PK,
+    SCHEMA_SK,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_ATTRIBUTE,
+    DynamoDbRepository,
+    _wire,
+)
 from coffee_ranker.storage.factory import Storage
 from coffee_ranker.storage.s3 import S3ObjectStore
 from tests.support import BUCKET, REGION, free_port, serve_in_thread
@@ -90,3 +97,19 @@ def test_not_ready_when_dynamodb_does_not_answer(settings, storage, caplog):
     assert settings.dynamodb_table not in response.text
     assert endpoint not in response.text
     assert any(settings.dynamodb_table in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("backend", ["dynamodb"])
+def test_not_ready_when_a_newer_release_migrated_the_table(aws, settings, storage, caplog):
+    """As with SQLite, a host of an older release than the data leaves the load balancer."""
+    with caplog.at_level(logging.ERROR), serve_in_thread(create_app(settings, storage)) as url:
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        aws.client("dynamodb").put_item(
+            TableName=settings.dynamodb_table,
+            Item=_wire({"pk": SCHEMA_PK, "sk": SCHEMA_SK, SCHEMA_VERSION_ATTRIBUTE: SCHEMA_VERSION + 1}),
+        )
+        response = httpx.get(f"{url}/readyz")
+    problem = assert_problem(response, 503)
+    assert problem["checks"] == {"database": "unavailable", "bucket": "ok"}
+    assert settings.dynamodb_table not in response.text
+    assert any("newer than this release" in record.getMessage() for record in caplog.records)

@@ -37,6 +37,8 @@ def test_minimal_settings_take_the_documented_defaults(valid, tmp_path):
     assert settings.media_prefix == "media/"
     assert (settings.max_json_bytes, settings.max_image_pixels) == (64 * 1024, 40_000_000)
     assert (settings.log_format, settings.cors_origins) == ("text", ())
+    assert settings.write_token_also_accepted is None
+    assert settings.accepted_write_tokens == (valid["RANKER_WRITE_TOKEN"],)
 
 
 def test_every_variable_is_read(valid):
@@ -53,8 +55,11 @@ def test_every_variable_is_read(valid):
         RANKER_MAX_IMAGE_PIXELS="1000000",
         RANKER_LOG_FORMAT="json",
         RANKER_CORS_ORIGINS="https://app.example.com, http://localhost:3000",
+        RANKER_WRITE_TOKEN_ALSO_ACCEPTED="the-other-write-token",
     )
     settings = Settings.from_env(valid)
+    assert settings.write_token_also_accepted == "the-other-write-token"
+    assert settings.accepted_write_tokens == ("a-long-enough-write-token", "the-other-write-token")
     assert (settings.max_json_bytes, settings.max_image_pixels, settings.log_format) == (
         2048,
         1000000,
@@ -88,6 +93,9 @@ def test_a_missing_required_variable_is_named(valid, name, absent):
         ("RANKER_AWS_REGION", "europe", "not an AWS region"),
         ("RANKER_WRITE_TOKEN", "short", "at least 16 characters"),
         ("RANKER_WRITE_TOKEN", "has a space in it here", "printable ASCII"),
+        ("RANKER_WRITE_TOKEN_ALSO_ACCEPTED", "short", "at least 16 characters"),
+        ("RANKER_WRITE_TOKEN_ALSO_ACCEPTED", "has a space in it here", "printable ASCII"),
+        ("RANKER_WRITE_TOKEN_ALSO_ACCEPTED", "caf\u00e9-is-not-ascii-here", "printable ASCII"),
         ("RANKER_S3_ENDPOINT_URL", "127.0.0.1:5000", "not an http:// or https:// URL"),
         ("RANKER_MEDIA_BASE_URL", "ftp://media.example.org", "not an http:// or https:// URL"),
         ("RANKER_MEDIA_PREFIX", "media", "not a key prefix such as media/"),
@@ -145,8 +153,37 @@ def test_all_problems_are_reported_at_once():
     assert named == ["RANKER_AWS_REGION", "RANKER_BUCKET", "RANKER_PORT", "RANKER_WRITE_TOKEN"]
 
 
-def test_the_token_never_appears_in_the_settings_repr(valid):
+def test_an_empty_second_token_counts_as_unset(valid):
+    valid["RANKER_WRITE_TOKEN_ALSO_ACCEPTED"] = " "
+    settings = Settings.from_env(valid)
+    assert settings.write_token_also_accepted is None
+    assert settings.accepted_write_tokens == (valid["RANKER_WRITE_TOKEN"],)
+
+
+def test_a_second_token_equal_to_the_first_is_a_configuration_problem(valid):
+    valid["RANKER_WRITE_TOKEN_ALSO_ACCEPTED"] = valid["RANKER_WRITE_TOKEN"]
+    valid["RANKER_PORT"] = "eighty"
+    problems = problems_of(valid)
+    assert [problem.split()[0] for problem in problems] == ["RANKER_PORT", "RANKER_WRITE_TOKEN_ALSO_ACCEPTED"]
+    assert problems[1].startswith("RANKER_WRITE_TOKEN_ALSO_ACCEPTED is the same as RANKER_WRITE_TOKEN")
+    assert valid["RANKER_WRITE_TOKEN"] not in " ".join(problems), "the token is not echoed"
+
+
+def test_an_invalid_token_is_not_echoed(valid):
+    valid["RANKER_WRITE_TOKEN"] = "secret with space"
+    valid["RANKER_WRITE_TOKEN_ALSO_ACCEPTED"] = "secret-too-short"[:12]
+    problems = problems_of(valid)
+    assert len(problems) == 2
+    assert "secret" not in " ".join(problems)
+
+
+def test_the_tokens_never_appear_in_the_settings_repr(valid):
     assert valid["RANKER_WRITE_TOKEN"] not in repr(Settings.from_env(valid))
+    valid["RANKER_WRITE_TOKEN_ALSO_ACCEPTED"] = "the-other-write-token"
+    shown = repr(Settings.from_env(valid))
+    assert valid["RANKER_WRITE_TOKEN"] not in shown
+    assert "the-other-write-token" not in shown
+    assert "write_token_also_accepted=<hidden>" in shown, "only whether a rotation is under way"
 
 
 def test_the_command_exits_with_one_line_per_bad_variable_and_no_traceback(tmp_path):

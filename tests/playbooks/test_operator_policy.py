@@ -1,4 +1,5 @@
-"""The operator's least-privilege policies (docs/operator-iam-policy*.json) are enough to provision and tear down.
+"""The operator's least-privilege policies (docs/operator-iam-policy*.json) are enough to provision, back up,
+restore (with the cut-over and the photos) and tear down.
 
 The policies are rendered from roles/operator_policy's templates (playbooks/operator_policy.yml); the files
 in docs/ must be exactly the rendering with the defaults, and another project or partition must leave no
@@ -74,6 +75,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -240,6 +242,8 @@ class EnforcingAws:
             "key_pairs": [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]],
             "buckets": [b["Name"] for b in s3.list_buckets()["Buckets"]],
             "tables": dynamodb.list_tables()["TableNames"],
+            "backups": [b["BackupName"] for b in dynamodb.list_backups()["BackupSummaries"]],
+            "parameters": [p["Name"] for p in self.client("ssm").describe_parameters()["Parameters"]],
             "roles": [r["RoleName"] for r in iam.list_roles()["Roles"]],
             "instance_profiles": [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]],
             "topics": [t["TopicArn"].split(":")[-1] for t in self.client("sns").list_topics()["Topics"]],
@@ -372,6 +376,34 @@ def test_a_user_with_only_the_operator_policy_provisions_and_tears_down_everythi
     assert {kind: len(made[kind]) for kind in STACK} == dict.fromkeys(STACK, 1), made
     assert all(made[kind] for kind in ("topics", "alarms", "budgets")), f"no cost guardrails: {made}"
 
+    # Day 2: a backup, then a restore of it with the cut-over, which takes the photos back to its time.
+    table, bucket = made["tables"][0], made["buckets"][0]
+    enforcing_aws.check_requests_after(float("inf"))  # the service's writes, made by the admin
+    dynamodb, s3 = enforcing_aws.client("dynamodb"), enforcing_aws.client("s3")
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "META"}, "sk": {"S": "SCHEMA"}, "version": {"N": "1"}})
+    s3.put_object(Bucket=bucket, Key="media/kept.jpg", Body=b"photo")
+    time.sleep(1.1)  # S3 keeps LastModified to the second
+    enforcing_aws.check_requests_after(0)
+    code, output = run_as("playbooks/backup.yml", credentials)
+    assert_nothing_denied(code, output)
+    enforcing_aws.check_requests_after(float("inf"))
+    time.sleep(1.1)
+    s3.delete_object(Bucket=bucket, Key="media/kept.jpg")  # undone by the restore
+    enforcing_aws.check_requests_after(0)
+    code, output = run_as("playbooks/restore.yml", credentials, {"restore_from": "latest", "restore_cutover": True})
+    assert_nothing_denied(code, output)
+    assert "1 given their version back" in " ".join(output.split()), output[-4000:]
+    enforcing_aws.check_requests_after(float("inf"))
+    restored = enforcing_aws.leftovers()
+    enforcing_aws.check_requests_after(0)
+    assert len(restored["tables"]) == 2, restored
+    assert len(restored["backups"]) == 1, restored
+    assert f"/{PROJECT}/datastore/table" in restored["parameters"], restored
+    enforcing_aws.check_requests_after(float("inf"))  # what a write-token rotation stopped half-way leaves
+    for name in ("write-token-pending", "write-token-previous"):
+        enforcing_aws.client("ssm").put_parameter(Name=f"/{PROJECT}/api/{name}", Value="x" * 40, Type="SecureString")
+    enforcing_aws.check_requests_after(0)
+
     code, output = run_as("playbooks/teardown.yml", credentials, {"teardown_delete_data": True})
     assert_nothing_denied(code, output)
 
@@ -475,6 +507,10 @@ def test_the_parameter_statement_names_exactly_the_projects_path(rendered):
     assert statement(pinned, "SsmManageTheProject")["Resource"] == (
         f"arn:aws-us-gov:ssm:*:{ACCOUNT}:parameter/{'a' + 'b' * 30 + 'c'}/*"
     )
+    # GetParametersByPath is authorised against the path asked for, with or without its trailing slash.
+    by_path = statement(base, "SsmReadTheProjectParametersByTheirPath")
+    assert by_path["Action"] == "ssm:GetParametersByPath"
+    assert by_path["Resource"] == ["arn:aws-cn:ssm:*:*:parameter/shop-two", "arn:aws-cn:ssm:*:*:parameter/shop-two/*"]
     # Only DescribeParameters, which has no resource-level permissions, is on `*`; no other ssm: action is.
     everywhere = [s for s in base["Statement"] if s["Resource"] == "*"]
     ssm_everywhere = [a for s in everywhere for a in _as_list(s["Action"]) if a.startswith("ssm:")]
@@ -483,6 +519,23 @@ def test_the_parameter_statement_names_exactly_the_projects_path(rendered):
     kms = statement(base, "KmsEncryptAndDecrypt")
     assert sorted(_as_list(kms["Action"])) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
     assert [s for s in base["Statement"] if any(a.startswith("kms:") for a in _as_list(s["Action"]))] == [kms]
+
+
+def test_backups_and_restores_are_scoped_to_the_projects_tables_and_photos(rendered):
+    # Moto checks DynamoDB calls on `*` only (module docstring): the scoping stands on reading.
+    storage = json.loads(rendered["shop-two in cn-north-1"]["operator-iam-policy-storage-and-costs.json"])
+    tables = "arn:aws-cn:dynamodb:*:*:table/shop-two-*"
+    restore_into = statement(storage, "DynamoDbBackUpRestoreIntoAndCheckTheProjectTables")
+    assert restore_into["Resource"] == tables
+    # Restoring writes the target table's items: AWS asks for the item writes on the target too.
+    assert {"dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:RestoreTableToPointInTime"} <= set(
+        restore_into["Action"]
+    )
+    assert statement(storage, "DynamoDbDescribeRestoreAndDeleteTheProjectBackups")["Resource"] == f"{tables}/backup/*"
+    everywhere = [a for s in storage["Statement"] if s["Resource"] == "*" for a in _as_list(s["Action"])]
+    assert sorted(a for a in everywhere if a.startswith("dynamodb:")) == ["dynamodb:ListBackups", "dynamodb:ListTables"]
+    versions = statement(storage, "S3TakeThePhotosBackToTheirVersionsAtATime")
+    assert all(resource.endswith("-media-*/media/*") for resource in versions["Resource"])
 
 
 def test_the_console_output_statement_is_the_projects_instances_only():

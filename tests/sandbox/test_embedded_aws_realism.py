@@ -363,6 +363,12 @@ def test_without_the_variable_none_of_it():
         )
         pitr = {"PointInTimeRecoveryEnabled": True}
         dynamodb.update_continuous_backups(TableName="ratings", PointInTimeRecoverySpecification=pitr)
+        dynamodb.put_item(TableName="ratings", Item={"id": {"S": "espresso"}})
+        # moto copies the items as they are now, whatever the time (the unkind mode: InvalidRestoreTimeException)
+        dynamodb.restore_table_to_point_in_time(
+            SourceTableName="ratings", TargetTableName="ratings-2000", RestoreDateTime=datetime(2000, 1, 1, tzinfo=UTC)
+        )
+        assert dynamodb.scan(TableName="ratings-2000")["Items"] == [{"id": {"S": "espresso"}}]
 
         s3.create_bucket(Bucket="coffee-assets")
         s3.put_object(Bucket="coffee-assets", Key="index.html", Body=b"menu")

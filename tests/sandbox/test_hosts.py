@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,12 +24,22 @@ import pytest
 from sandbox_cli import SandboxTool, ssh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "sandbox"))
+from machines.ssh import CLIENT_OPTIONS, ssh_answers  # noqa: E402
+
 HOSTS = REPO_ROOT / "sandbox" / "hosts"
 STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR") or REPO_ROOT / ".sandbox").resolve()
 HOSTS_DIR = STATE_DIR / "hosts"
 SUBNET = "10.213.0.0/16"
 INSTANCE_ID = "i-0a1b2c3d4e5f60718"  # a host named like an EC2 instance: 19 characters
 SUITES = [suite.strip() for suite in os.environ.get("SANDBOX_SUITES", "bookworm").split(",") if suite.strip()]
+# What the playbooks give ansible.builtin.reboot: the boot id tells a VM's or instance's reboot, PID 1's start
+# time a container's.
+BOOT_TIME_COMMAND = "cat /proc/sys/kernel/random/boot_id; awk '{print $22}' /proc/1/stat"
+ANSIBLE = Path(sys.executable).parent / "ansible"
+# apt as a playbook's first task runs it, with no patience: a package that is installed already, so it only
+# needs apt's locks.
+APT_INSTALL_AT_ONCE = "sudo apt-get -o DPkg::Lock::Timeout=0 install -y sudo"
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="sandbox hosts need root (mounts, namespaces, iptables)"),
@@ -223,6 +234,82 @@ def test_instance_id_can_differ_from_the_name(key):
     hosts("stop", "pytest-with-id")
 
 
+def host_key(host: dict) -> str:
+    """The ed25519 host key sshd offers, as a client sees it."""
+    result = subprocess.run(
+        ["ssh-keyscan", "-t", "ed25519", "-T", "5", host["address"]], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip(), result.stderr
+    return result.stdout.split(maxsplit=1)[1].strip()
+
+
+def boot_time(host: dict, key: Path) -> list[str]:
+    result = ssh(host, key, BOOT_TIME_COMMAND)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def reboot(host: dict, key: Path, timeout: float = 60) -> None:
+    """`sudo systemctl reboot` over SSH, as an operator would; returns once `ubuntu` logs in to the next boot."""
+    before = boot_time(host, key)
+    started = time.monotonic()
+    ssh(host, key, "sudo systemctl reboot")  # may lose the connection on its way down
+    while time.monotonic() - started < timeout:
+        if ssh_answers(host["address"]):
+            result = ssh(host, key, BOOT_TIME_COMMAND, timeout=30)
+            if result.returncode == 0 and result.stdout.split() != before:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"{host['name']} did not come back within {timeout:.0f} s of its reboot")
+
+
+def test_a_reboot_keeps_the_instance_disk_address_and_identity(first_host, key):
+    supervisor = record_of("pytest-first")["pid"]
+    identity = "sudo cat /var/lib/cloud/data/instance-id /etc/machine-id"
+    written = ssh(first_host, key, f"echo 'written before the reboot' > ~/before-reboot && {identity}")
+    assert written.returncode == 0, written.stderr
+    key_before, time_before = host_key(first_host), boot_time(first_host, key)
+    assert boot_time(first_host, key) == time_before  # steady while the host is up
+
+    reboot(first_host, key)
+
+    assert hosts("address", "pytest-first").stdout.strip() == first_host["address"]
+    assert host_key(first_host) == key_before
+    after = ssh(first_host, key, f"cat ~/before-reboot && {identity}")
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.splitlines() == ["written before the reboot", *written.stdout.splitlines()]
+    assert ssh(first_host, key, "cloud-init status --wait").stdout.split()[-2:] == ["status:", "done"]
+    assert boot_time(first_host, key) != time_before
+    # One host process through both boots, and one console log that kept the first boot's output.
+    assert record_of("pytest-first")["pid"] == supervisor
+    console = (HOSTS_DIR / "pytest-first" / "console.log").read_text(errors="replace")
+    assert console.count("running 'init-local'") == 2, console[-2000:]
+
+
+def test_ansible_reboot_module_sees_the_host_come_back(first_host, key, tmp_path):
+    time_before = boot_time(first_host, key)
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("ANSIBLE_")}
+    environment.update(
+        ANSIBLE_SSH_ARGS=" ".join(f"-o {option}" for option in CLIENT_OPTIONS),
+        ANSIBLE_HOST_KEY_CHECKING="False",
+        ANSIBLE_PYTHON_INTERPRETER="auto_silent",
+    )
+    arguments = json.dumps({"boot_time_command": BOOT_TIME_COMMAND, "reboot_timeout": 120})
+    result = subprocess.run(
+        [str(ANSIBLE), "all", "-i", f"{first_host['address']},", "-u", "ubuntu", "--private-key", str(key)]
+        + ["--become", "-m", "ansible.builtin.reboot", "-a", arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,  # away from the repository's ansible.cfg, which pins host keys
+        env=environment,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"rebooted": true' in result.stdout, result.stdout
+    assert boot_time(first_host, key) != time_before
+
+
 def test_stop_removes_every_trace_and_spares_the_other_host(first_host, key, ip_forward_before):
     second = start("pytest-second", key.with_suffix(".pub"))  # already runs: this only reads it
     hosts("stop", "pytest-first")
@@ -240,7 +327,8 @@ def test_stop_removes_every_trace_and_spares_the_other_host(first_host, key, ip_
 
 
 def kill_nspawn(name: str) -> None:
-    """What a killed session leaves: systemd-nspawn gone at once, its container and everything else left."""
+    """What a killed session leaves: the host's process (the supervisor of its systemd-nspawn) gone at once,
+    its nspawn, container and everything else left."""
     os.kill(record_of(name)["pid"], signal.SIGKILL)
     time.sleep(0.5)
 
@@ -288,3 +376,50 @@ def test_each_suite_boots_with_ssh_and_sudo(suite, key):
     assert result.stdout.strip() == suite
     hosts("stop", f"pytest-{suite}")
     assert_no_trace(f"pytest-{suite}")
+
+
+def test_a_busy_first_boot_lets_ssh_in_while_cloud_init_and_apt_still_run(key, monkeypatch):
+    # As on EC2: SSH opens while cloud-init's final stage still runs and unattended-upgrades holds apt's locks.
+    monkeypatch.setenv("SANDBOX_HOSTS_FIRST_BOOT_BUSY", "20")
+    started = time.monotonic()
+    host = start("pytest-busy", key.with_suffix(".pub"), "--wait-login", str(key))
+    assert time.monotonic() - started < 15, "start waited for cloud-init to finish"
+
+    status = ssh(host, key, "cloud-init status")
+    assert status.stdout.strip() == "status: running", status.stdout + status.stderr
+    apt = ssh(host, key, APT_INSTALL_AT_ONCE)
+    assert apt.returncode == 100, apt.stdout + apt.stderr
+    assert "Could not get lock /var/lib/dpkg/lock-frontend" in apt.stderr
+    assert "(unattended-upgr)" in apt.stderr
+    # dpkg's own lock too, as an fcntl lock: what dpkg (and apt behind the frontend lock) takes.
+    try_lock = "import fcntl, os; fcntl.lockf(os.open('/var/lib/dpkg/lock', os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    dpkg_lock = ssh(host, key, f'sudo python3 -c "{try_lock}"')
+    assert dpkg_lock.returncode == 1
+    assert "BlockingIOError" in dpkg_lock.stderr, dpkg_lock.stderr
+
+    waited = ssh(host, key, "cloud-init status --wait")
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert waited.stdout.split()[-2:] == ["status:", "done"]
+    assert time.monotonic() - started >= 20
+    assert ssh(host, key, APT_INSTALL_AT_ONCE).returncode == 100  # unattended-upgrades outlasts cloud-init
+    deadline = time.monotonic() + 15
+    while (apt := ssh(host, key, APT_INSTALL_AT_ONCE)).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert apt.returncode == 0, apt.stdout + apt.stderr
+
+    # Only the first boot of an instance is busy: the next one's cloud-init is done in moments, apt's locks free.
+    reboot(host, key)
+    rebooted = time.monotonic()
+    quiet = ssh(host, key, f"cloud-init status --wait && {APT_INSTALL_AT_ONCE}")
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert time.monotonic() - rebooted < 10
+    hosts("stop", "pytest-busy")
+    assert_no_trace("pytest-busy")
+
+
+def test_a_first_boot_busy_time_must_be_whole_seconds(key, monkeypatch):
+    monkeypatch.setenv("SANDBOX_HOSTS_FIRST_BOOT_BUSY", "soon")
+    result = hosts("start", "pytest-never-busy", "--public-key", str(key.with_suffix(".pub")), check=False)
+    assert result.returncode == 1
+    assert "SANDBOX_HOSTS_FIRST_BOOT_BUSY='soon': a whole number of seconds" in result.stderr
+    assert host_traces("pytest-never-busy") == []

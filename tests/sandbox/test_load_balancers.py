@@ -37,10 +37,12 @@ class Quiet(http.server.ThreadingHTTPServer):
 
 
 class Backend:
-    """An instance's API: / answers its name, /readyz the status set in `ready` (200 or 503)."""
+    """An instance's API: / answers its name, /readyz the status set in `ready` (200 or 503), /hold only once
+    `release` is set (a request in flight for as long as a test wants; `holding` is set while one waits)."""
 
     def __init__(self, name: str, port: int = 0):
         self.name, self.ready, self.port = name, 200, port
+        self.holding, self.release = threading.Event(), threading.Event()
         self.connections: set[socket.socket] = set()
         self.server: Quiet | None = None
         self.start()
@@ -56,6 +58,9 @@ class Backend:
                 backend.connections.add(self.connection)
 
             def do_GET(self):
+                if self.path == "/hold":
+                    backend.holding.set()
+                    backend.release.wait(timeout=60)
                 status, body = (backend.ready, b"ready") if self.path == "/readyz" else (200, backend.name.encode())
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
@@ -441,3 +446,104 @@ def test_haproxies_stop_at_reset_at_exit_and_after_a_killed_server(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def haproxies_of(state: Path) -> set[int]:
+    """The live HAProxy processes that run a configuration of that state directory (current or finishing)."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            arguments = cmdline.read_bytes().split(b"\0")
+            pid = int(cmdline.parent.name)
+            if arguments[0].endswith(b"haproxy") and any(str(state).encode() in a for a in arguments) and alive(pid):
+                found.add(pid)
+    return found
+
+
+def terminate_timed(process: subprocess.Popen) -> float:
+    """SIGTERM the server, as the session's fixture does; the seconds it took to exit (killed after 30)."""
+    started = time.monotonic()
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return time.monotonic() - started
+
+
+def clean_up(process: subprocess.Popen, site: Site, state: Path) -> None:
+    """After a test that may have failed: the server and its HAProxies gone (by PID), the backends stopped."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    for pid in haproxies_of(state):
+        os.kill(pid, signal.SIGKILL)  # a stopped process too
+    for backend in site.backends.values():
+        backend.release.set()
+        backend.stop()
+
+
+def test_sigterm_ends_the_server_within_seconds_and_every_haproxy_with_it(tmp_path):
+    """Targets under health checks, one of them draining with a request in flight, and the HAProxy that a
+    restart replaced still finishing that request: the server exits at once, and no HAProxy of it stays."""
+    process, aws = start_server(tmp_path)
+    site = Site(aws, tmp_path, "exiting")
+    try:
+        for name in ("a", "b", "c"):
+            site.register(site.instance(name))
+        for instance_id in site.backends:
+            site.wait_state(instance_id, "healthy")
+        site.elb.modify_target_group_attributes(
+            TargetGroupArn=site.tg_arn, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "300"}]
+        )
+
+        def held_request() -> None:
+            with contextlib.suppress(OSError):  # cut when the HAProxy stops
+                urllib.request.urlopen(site.url + "/hold", timeout=60).close()
+
+        threading.Thread(target=held_request, daemon=True).start()
+        held = wait_for(
+            lambda: next((i for i, b in site.backends.items() if b.holding.is_set()), None), 10, "a request in flight"
+        )
+        site.deregister(held)
+        assert site.health(held)[held][0] == "draining"
+        old = site.record["pid"]
+        # A health check change restarts the HAProxy: the old one goes on with the draining target's request.
+        site.elb.modify_target_group(TargetGroupArn=site.tg_arn, HealthCheckIntervalSeconds=INTERVAL + 1)
+        new = site.record["pid"]
+        assert new != old
+        assert haproxies_of(tmp_path) == {old, new}
+
+        assert terminate_timed(process) < 5
+        assert haproxies_of(tmp_path) == set()
+    finally:
+        clean_up(process, site, tmp_path)
+
+
+def test_an_haproxy_that_stops_answering_holds_the_exit_up_no_longer(tmp_path):
+    """A hung HAProxy (stopped: its admin socket and SIGTERM go unanswered) while DescribeTargetHealth calls wait
+    on that socket, the lock held: the server still exits within seconds, and the HAProxy is killed."""
+    process, aws = start_server(tmp_path)
+    site = Site(aws, tmp_path, "hung")
+    try:
+        for name in ("a", "b"):
+            site.register(site.instance(name))
+        for instance_id in site.backends:
+            site.wait_state(instance_id, "healthy")
+        pid = site.record["pid"]
+        os.kill(pid, signal.SIGSTOP)
+
+        def ask_until_gone() -> None:
+            with contextlib.suppress(Exception):  # botocore's error once the server is gone
+                while True:
+                    site.health()
+
+        threading.Thread(target=ask_until_gone, daemon=True).start()
+        time.sleep(1)  # a DescribeTargetHealth now waits on the admin socket
+
+        assert terminate_timed(process) < 5
+        assert not alive(pid)
+        assert haproxies_of(tmp_path) == set()
+    finally:
+        clean_up(process, site, tmp_path)

@@ -61,7 +61,7 @@ def test_names_must_be_hostnames(backend, capsys):
 
 
 def test_each_tool_keeps_its_own_verbs():
-    assert verbs(nspawn) == SHARED_VERBS | {"rootfs", "dns-forwarder", "loopback-relay"}
+    assert verbs(nspawn) == SHARED_VERBS | {"rootfs", "dns-forwarder", "loopback-relay", "supervise"}
     assert verbs(qemu) == SHARED_VERBS | {"port"}
     assert cli.build_parser(nspawn).parse_args(["rootfs", "--suite", "trixie"]).suite == "trixie"
 

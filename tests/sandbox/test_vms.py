@@ -1,8 +1,9 @@
 """sandbox/vms boots qemu VMs that behave like fresh EC2 instances of an Ubuntu cloud image.
 
-These tests boot one real VM (qemu TCG, about a minute), so they run only when SANDBOX_VM_TESTS=1 and as
-root. They share the machine's sandbox: they begin and end with `sandbox/vms cleanup`, which stops every
-sandbox VM. The first run builds the disk image (a few minutes); later runs reuse the cache.
+These tests boot one real VM (qemu TCG, about a minute) and reboot it once, so they run only when
+SANDBOX_VM_TESTS=1 and as root. They share the machine's sandbox: they begin and end with `sandbox/vms
+cleanup`, which stops every sandbox VM. The first run builds the disk image (a few minutes); later runs
+reuse the cache.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -22,6 +24,9 @@ import pytest
 from sandbox_cli import SandboxTool, ssh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "sandbox"))
+from machines.ssh import ssh_answers  # noqa: E402
+
 VMS = REPO_ROOT / "sandbox" / "vms"
 STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR") or REPO_ROOT / ".sandbox").resolve()
 VMS_DIR = STATE_DIR / "vms"
@@ -184,6 +189,30 @@ def test_starting_a_running_vm_changes_nothing(vm, key):
     pid_before = record_of(NAME)["pid"]
     assert start(NAME, key.with_suffix(".pub")) == vm
     assert record_of(NAME)["pid"] == pid_before
+
+
+def test_a_reboot_is_a_real_reboot_in_the_same_qemu_with_ssh_on_the_same_port(vm, key):
+    # As an instance's: a new kernel boot (new boot id) on the same disk, with the same host keys and port.
+    pid = record_of(NAME)["pid"]
+    before = ssh(vm, key, "echo 'written before the reboot' > ~/before-reboot && cat /proc/sys/kernel/random/boot_id")
+    assert before.returncode == 0, before.stderr
+    ssh(vm, key, "sudo systemctl reboot", timeout=60)  # may lose the connection on its way down
+    deadline = time.monotonic() + 300
+    while True:
+        # qemu accepts on the forwarded port even while the guest is down: wait for sshd's banner first.
+        if ssh_answers(vm["address"], vm["port"], connect_timeout=2, read_timeout=5):
+            after = ssh(vm, key, "cat /proc/sys/kernel/random/boot_id ~/before-reboot", timeout=60)
+            if after.returncode == 0 and after.stdout.split()[0] != before.stdout.strip():
+                break
+        assert time.monotonic() < deadline, "the VM did not come back within 300 s"
+        time.sleep(2)
+    assert after.stdout.splitlines()[1] == "written before the reboot"
+    assert record_of(NAME)["pid"] == pid
+    assert vms("port", NAME).stdout.strip() == str(vm["port"])
+    scanned = subprocess.run(
+        ["ssh-keyscan", "-t", "ed25519", "-p", str(vm["port"]), "127.0.0.1"], capture_output=True, text=True, timeout=60
+    )
+    assert scanned.stdout.strip() in (VMS_DIR / NAME / "known_hosts").read_text().splitlines(), scanned.stderr
 
 
 def test_stop_removes_every_trace(vm, key):

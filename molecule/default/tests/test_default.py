@@ -112,4 +112,4 @@ def test_unattended_upgrades_install_security_updates_only(host):
 
 def test_timezone_is_utc(host):
     assert host.check_output("date +%Z") == "UTC"
-    assert host.check_output("timedatectl show --property=Timezone --value") == "UTC"
+    assert host.check_output("timedatectl show --property=Timezone --value") == "Etc/UTC"

@@ -3,8 +3,9 @@
 Plain ASGI (not Starlette's BaseHTTPMiddleware) so streamed bodies pass through untouched and the
 cost per request stays small. In order:
 
-- a write (POST, PUT, PATCH, DELETE) without the right token is answered 401 before a byte of its
-  body is read, so an anonymous client cannot make the server read anything;
+- a write (POST, PUT, PATCH, DELETE) without an accepted token (RANKER_WRITE_TOKEN, or during a
+  rotation RANKER_WRITE_TOKEN_ALSO_ACCEPTED) is answered 401 before a byte of its body is read, so
+  an anonymous client cannot make the server read anything;
 - a body over its limit is answered 413: at once when Content-Length says so, else the moment the
   stream (chunked or not) crosses it. JSON bodies are read here, up to RANKER_MAX_JSON_BYTES, and
   handed on whole; the upload route streams, limited to the photo plus its multipart envelope;
@@ -14,13 +15,13 @@ cost per request stays small. In order:
 - one access log line: method, route template, status, duration, request id.
 """
 
-import hmac
 import logging
 import re
 import time
 import uuid
 from typing import Dict, List, Optional, Tuple
 
+from coffee_ranker.api.deps import write_token_accepted
 from coffee_ranker.api.uploads import ENVELOPE_BYTES
 from coffee_ranker.logs import escape_control
 from coffee_ranker.problems import ProblemError, problem_response
@@ -54,7 +55,7 @@ def _unauthorized():
 class EdgeMiddleware:
     def __init__(self, app, settings: Settings) -> None:
         self.app = app
-        self.write_token = settings.write_token.encode("ascii")
+        self.write_tokens = tuple(token.encode("ascii") for token in settings.accepted_write_tokens)
         self.max_json_bytes = settings.max_json_bytes
         self.max_upload_bytes = settings.max_upload_bytes
         self.max_upload_request_bytes = settings.max_upload_bytes + ENVELOPE_BYTES
@@ -125,8 +126,7 @@ class EdgeMiddleware:
 
     def _authorized(self, authorization: Optional[bytes]) -> bool:
         match = _BEARER.match(authorization or b"")
-        # compare_digest: how long the comparison takes tells nothing about the token.
-        return match is not None and hmac.compare_digest(match.group(1), self.write_token)
+        return match is not None and write_token_accepted(match.group(1), self.write_tokens)
 
     def _log(self, scope, method: str, status: int, started: float, request_id: str) -> None:
         route = scope.get("route")

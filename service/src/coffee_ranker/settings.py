@@ -3,31 +3,40 @@
 Every variable is prefixed ``RANKER_``. An empty value counts as unset, so an environment file may
 list a variable with nothing after ``=``. Rules:
 
-=============================  ========  ==========================================================
-Variable                       Required  Default / meaning
-=============================  ========  ==========================================================
-RANKER_BUCKET                  yes       S3 bucket that holds shop photos.
-RANKER_AWS_REGION              yes       AWS region of the bucket (and of the DynamoDB table).
-RANKER_WRITE_TOKEN             yes       Bearer token for writes; at least 16 characters.
-RANKER_S3_ENDPOINT_URL         no        S3 endpoint (the embedded AWS); AWS's own when unset.
-RANKER_DB_PATH                 no        SQLite file; /var/lib/coffee-ranker/ranker.sqlite3. Its
-                                         directory must exist. Unused with DynamoDB.
-RANKER_DYNAMODB_TABLE          no        DynamoDB table; when set it replaces SQLite.
-RANKER_DYNAMODB_ENDPOINT_URL   no        DynamoDB endpoint (the embedded AWS); needs the table.
-RANKER_HOST                    no        0.0.0.0
-RANKER_PORT                    no        11373
-RANKER_MAX_UPLOAD_BYTES        no        10485760 (10 MiB): the largest photo accepted.
-RANKER_MEDIA_BASE_URL          no        Base URL of public photo links (a CDN or CNAME); the
-                                         bucket's own URL when unset.
-RANKER_MEDIA_PREFIX            no        media/: the key prefix photos are stored under, the only
-                                         one the bucket policy makes public. Ends with "/".
-RANKER_MAX_JSON_BYTES          no        65536 (64 KiB): the largest JSON request body accepted.
-RANKER_MAX_IMAGE_PIXELS        no        40000000: the most pixels a photo may decode to (a guard
-                                         against decompression bombs).
-RANKER_LOG_FORMAT              no        text (one escaped line per record) or json (JSON lines).
-RANKER_CORS_ORIGINS            no        Comma-separated origins (https://app.example.com) a web
-                                         front end is served from; CORS is off when unset.
-=============================  ========  ==========================================================
+================================  ========  ==========================================================
+Variable                          Required  Default / meaning
+================================  ========  ==========================================================
+RANKER_BUCKET                     yes       S3 bucket that holds shop photos.
+RANKER_AWS_REGION                 yes       AWS region of the bucket (and of the DynamoDB table).
+RANKER_WRITE_TOKEN                yes       Bearer token for writes; at least 16 characters. Also
+                                            keys the HMAC that signs pagination cursors.
+RANKER_WRITE_TOKEN_ALSO_ACCEPTED  no        A second write token, accepted while the token is rotated;
+                                            same rules, and it must differ from RANKER_WRITE_TOKEN.
+                                            Cursors signed with either token's key are accepted; new
+                                            ones are signed with RANKER_WRITE_TOKEN's. Rotated host
+                                            by host in three phases: (1) token=old, also=new;
+                                            (2) token=new, also=old; (3) token=new, also unset.
+                                            Hosts of neighbouring phases accept each other's cursors
+                                            and share an accepted token.
+RANKER_S3_ENDPOINT_URL            no        S3 endpoint (the embedded AWS); AWS's own when unset.
+RANKER_DB_PATH                    no        SQLite file; /var/lib/coffee-ranker/ranker.sqlite3. Its
+                                            directory must exist. Unused with DynamoDB.
+RANKER_DYNAMODB_TABLE             no        DynamoDB table; when set it replaces SQLite.
+RANKER_DYNAMODB_ENDPOINT_URL      no        DynamoDB endpoint (the embedded AWS); needs the table.
+RANKER_HOST                       no        0.0.0.0
+RANKER_PORT                       no        11373
+RANKER_MAX_UPLOAD_BYTES           no        10485760 (10 MiB): the largest photo accepted.
+RANKER_MEDIA_BASE_URL             no        Base URL of public photo links (a CDN or CNAME); the
+                                            bucket's own URL when unset.
+RANKER_MEDIA_PREFIX               no        media/: the key prefix photos are stored under, the only
+                                            one the bucket policy makes public. Ends with "/".
+RANKER_MAX_JSON_BYTES             no        65536 (64 KiB): the largest JSON request body accepted.
+RANKER_MAX_IMAGE_PIXELS           no        40000000: the most pixels a photo may decode to (a guard
+                                            against decompression bombs).
+RANKER_LOG_FORMAT                 no        text (one escaped line per record) or json (JSON lines).
+RANKER_CORS_ORIGINS               no        Comma-separated origins (https://app.example.com) a web
+                                            front end is served from; CORS is off when unset.
+================================  ========  ==========================================================
 """
 
 import ipaddress
@@ -54,6 +63,10 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*$")
 
 
+#: Fields that hold secrets: never in a repr, a log line or an error message.
+_SECRET_FIELDS = ("write_token", "write_token_also_accepted")
+
+
 class SettingsError(Exception):
     """One or more RANKER_* variables are missing or invalid; ``problems`` has one line for each."""
 
@@ -67,6 +80,7 @@ class Settings:
     bucket: str
     aws_region: str
     write_token: str
+    write_token_also_accepted: Optional[str] = None
     s3_endpoint_url: Optional[str] = None
     db_path: str = DEFAULT_DB_PATH
     dynamodb_table: Optional[str] = None
@@ -85,9 +99,19 @@ class Settings:
     def storage_backend(self) -> str:
         return "dynamodb" if self.dynamodb_table else "sqlite"
 
-    def __repr__(self) -> str:  # never print the token into a log
-        fields = {k: v for k, v in self.__dict__.items() if k != "write_token"}
-        return "Settings({}, write_token=<hidden>)".format(", ".join(f"{k}={v!r}" for k, v in fields.items()))
+    @property
+    def accepted_write_tokens(self) -> Tuple[str, ...]:
+        """The tokens that authorise a write: RANKER_WRITE_TOKEN, and the other one during a rotation."""
+        if self.write_token_also_accepted is None:
+            return (self.write_token,)
+        return (self.write_token, self.write_token_also_accepted)
+
+    def __repr__(self) -> str:  # never print a token into a log; only whether a second one is set
+        fields = {k: v for k, v in self.__dict__.items() if k not in _SECRET_FIELDS}
+        second = "<hidden>" if self.write_token_also_accepted is not None else "None"
+        return "Settings({}, write_token=<hidden>, write_token_also_accepted={})".format(
+            ", ".join(f"{k}={v!r}" for k, v in fields.items()), second
+        )
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -99,6 +123,7 @@ class Settings:
             "write_token": reader.required(
                 "RANKER_WRITE_TOKEN", _write_token, "the bearer token that authorises writes"
             ),
+            "write_token_also_accepted": reader.optional("RANKER_WRITE_TOKEN_ALSO_ACCEPTED", _write_token),
             "s3_endpoint_url": reader.optional("RANKER_S3_ENDPOINT_URL", _url),
             "dynamodb_table": reader.optional("RANKER_DYNAMODB_TABLE", _table),
             "dynamodb_endpoint_url": reader.optional("RANKER_DYNAMODB_ENDPOINT_URL", _url),
@@ -116,6 +141,14 @@ class Settings:
             "log_format": reader.optional("RANKER_LOG_FORMAT", _log_format, "text"),
             "cors_origins": reader.optional("RANKER_CORS_ORIGINS", _origins, ()),
         }
+        if values["write_token_also_accepted"] is not None and (
+            values["write_token_also_accepted"] == values["write_token"]
+        ):
+            reader.fail(
+                "RANKER_WRITE_TOKEN_ALSO_ACCEPTED",
+                "is the same as RANKER_WRITE_TOKEN; during a rotation set it to the other token "
+                "(the old one or the new one), else unset it",
+            )
         if values["dynamodb_table"] is None:
             values["db_path"] = reader.optional("RANKER_DB_PATH", _db_path)
             if values["db_path"] is None and "RANKER_DB_PATH" not in " ".join(reader.problems):

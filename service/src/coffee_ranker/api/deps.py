@@ -1,7 +1,7 @@
 """What routes depend on: the storage, the settings, and the write token check."""
 
 import hmac
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,8 +18,23 @@ T = TypeVar("T")
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="writeToken",
-    description="The write token (RANKER_WRITE_TOKEN). Reads need no token.",
+    description=(
+        "The write token (RANKER_WRITE_TOKEN; while the token is rotated, "
+        "RANKER_WRITE_TOKEN_ALSO_ACCEPTED as well). Reads need no token."
+    ),
 )
+
+
+def write_token_accepted(offered: bytes, accepted: Sequence[bytes]) -> bool:
+    """True when ``offered`` is one of the ``accepted`` tokens.
+
+    Compared with every accepted token, the loop never stopping at a match, each comparison with
+    compare_digest: how long the check takes tells nothing about either token or which one matched.
+    """
+    matched = False
+    for token in accepted:
+        matched |= hmac.compare_digest(offered, token)
+    return matched
 
 
 # Dependencies are coroutines: FastAPI runs a plain function in the thread pool, a hop per request.
@@ -37,10 +52,9 @@ async def require_writer(
     request: Request,
     credentials: Optional[HTTPAuthorizationCredentials] = Depends(_bearer),
 ) -> None:
-    expected = get_settings(request).write_token.encode("utf-8")
+    accepted = [token.encode("ascii") for token in get_settings(request).accepted_write_tokens]
     offered = credentials.credentials.encode("utf-8", "surrogateescape") if credentials else b""
-    # compare_digest: how long the comparison takes tells nothing about the token.
-    if not credentials or not hmac.compare_digest(offered, expected):
+    if not credentials or not write_token_accepted(offered, accepted):
         raise ProblemError(
             401,
             "Writing needs the header 'Authorization: Bearer <write token>' with the right token.",

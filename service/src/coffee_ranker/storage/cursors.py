@@ -4,6 +4,9 @@ Clients must treat a cursor as an opaque string. Inside, it holds the sort key o
 the page (keyset pagination), so a page never repeats or skips items that did not move meanwhile.
 The signature makes a forged or edited cursor, or one of another listing (another shop's reviews),
 a 400 before any of its values reaches a query; the values are still range-checked after it.
+
+While the write token is rotated a codec signs with one key and accepts a second: hosts mid-rotation
+then accept each other's cursors (see RANKER_WRITE_TOKEN_ALSO_ACCEPTED in settings.py).
 """
 
 import base64
@@ -12,7 +15,7 @@ import hashlib
 import hmac
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 from coffee_ranker.domain.errors import InvalidCursor
 from coffee_ranker.domain.models import Page
@@ -39,25 +42,36 @@ def key_from_secret(secret: str) -> bytes:
     return hmac.new(secret.encode("utf-8"), b"coffee-ranker cursor key v1", hashlib.sha256).digest()
 
 
-class CursorCodec:
-    def __init__(self, key: Optional[bytes] = None) -> None:
-        self._key = key if key is not None else os.urandom(32)
+def _sign(key: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
 
-    def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+
+class CursorCodec:
+    """Signs cursors with ``key``; accepts those signed with ``key`` or any of ``also_accepted``."""
+
+    def __init__(self, key: Optional[bytes] = None, also_accepted: Sequence[bytes] = ()) -> None:
+        self._key = key if key is not None else os.urandom(32)
+        self._accepted_keys = (self._key, *also_accepted)
 
     def encode(self, listing: str, position: Dict[str, Any]) -> str:
         payload = json.dumps({"l": listing, "p": position}, separators=(",", ":"), sort_keys=True).encode()
-        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+        return f"{_b64(payload)}.{_b64(_sign(self._key, payload))}"
+
+    def _signed_here(self, payload: bytes, signature: bytes) -> bool:
+        matched = False
+        for key in self._accepted_keys:  # every key, no early exit: the time tells nothing
+            matched |= hmac.compare_digest(signature, _sign(key, payload))
+        return matched
 
     def decode(self, listing: str, cursor: str, fields: Dict[str, type]) -> Dict[str, Any]:
-        """The position in ``cursor``; InvalidCursor unless this codec signed it for ``listing``."""
+        """The position in ``cursor``; InvalidCursor unless one of this codec's keys signed it for
+        ``listing``."""
         try:
             payload_text, signature_text = cursor.split(".")
             payload, signature = _unb64(payload_text), _unb64(signature_text)
         except (ValueError, binascii.Error):
             raise InvalidCursor() from None
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        if not self._signed_here(payload, signature):
             raise InvalidCursor()
         try:
             document = json.loads(payload.decode("utf-8"))

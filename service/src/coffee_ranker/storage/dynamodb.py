@@ -14,7 +14,16 @@ rank entry             RANKED / RANK#<rank>#<id>  the shop's attributes, as of i
 review (one per user)  SHOP#<id> / REVIEW#<user>  user, stars, text?, created_at, updated_at
 photo                  SHOP#<id> / PHOTO#<created_at>#<photo id>
                                                   id, key, content_type, size, created_at
+schema version         META / SCHEMA              version (a number: SCHEMA_VERSION)
 =====================  =========================  ==================================================
+
+The schema version item says which layout the table holds, so a restored table can be checked
+against a release (by the service, and by the deployment, which reads SCHEMA_VERSION and the names
+below). ``open`` puts it when it is missing (on condition that it still is, so concurrent openers and
+a restored table that has one are left alone) and refuses a table whose version is newer than this
+release's with SchemaTooNew, as the SQLite backend refuses a newer database; readiness fails when a
+newer release migrates the table while this one runs. A table written before the item existed holds
+version 1. The META partition is read by its key only: no listing queries it.
 
 A review, its shop's aggregates and the shop's rank entry change together in one
 ``TransactWriteItems``: a new review is put on condition that none exists, a replacement on
@@ -46,7 +55,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from coffee_ranker.domain.errors import InvalidCursor, ShopNotFound, StorageUnavailable
+from coffee_ranker.domain.errors import InvalidCursor, SchemaTooNew, ShopNotFound, StorageUnavailable
 from coffee_ranker.domain.models import NewShop, Page, Photo, Review, ReviewWrite, Shop, timestamp, utc_now
 from coffee_ranker.domain.ports import Repository
 from coffee_ranker.domain.ranking import PRIOR_STAR_TOTAL, PRIOR_WEIGHT
@@ -59,6 +68,13 @@ REVIEW_PREFIX = "REVIEW#"
 PHOTO_PREFIX = "PHOTO#"
 RANKED_PK = "RANKED"
 RANK_PREFIX = "RANK#"
+#: The key of the schema version item, and its attribute holding the version (a number).
+SCHEMA_PK = "META"
+SCHEMA_SK = "SCHEMA"
+SCHEMA_VERSION_ATTRIBUTE = "version"
+#: The table layout this release reads and writes. A release that changes the layout raises it and
+#: migrates in ``open`` (raising the stored version on condition that it is still the old one).
+SCHEMA_VERSION = 1
 #: The score is kept to this many decimals in a rank: exact (no two different scores share a rank)
 #: for shops with fewer than 10**10 reviews, since two such scores differ by at least 10**-20.
 _SCORE_DIGITS = 20
@@ -80,6 +96,10 @@ def shop_pk(shop_id: str) -> str:
 def shop_key(shop_id: str) -> Dict[str, str]:
     """The key of the shop's own item, with its aggregates."""
     return {"pk": SHOPS_PK, "sk": SHOP_PREFIX + shop_id}
+
+
+def schema_key() -> Dict[str, str]:
+    return {"pk": SCHEMA_PK, "sk": SCHEMA_SK}
 
 
 def shop_item(shop: Shop) -> Dict[str, Any]:
@@ -232,19 +252,63 @@ class DynamoDbRepository(Repository):
         )
 
     def open(self) -> None:
-        """Give every shop its rank entry, and drop entries of ranks shops have left.
+        """Check the table's schema version (putting it when missing), then give every shop its rank
+        entry and drop entries of ranks shops have left.
 
         The table is created by the deployment (an Ansible role). Each change is conditional on the
         shop still having the counts read here, so a host starting beside busy ones never undoes a
-        concurrent review's move. StorageUnavailable when the table does not answer.
+        concurrent review's move. SchemaTooNew, before anything is written, when a newer release
+        wrote the table; StorageUnavailable when the table does not answer.
         """
         if self._opened:
             return
         try:
+            version = self._schema_version(consistent=True)
+            if version is None:
+                version = self._put_schema_version()
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"the DynamoDB table {self.table} has schema version {version}, newer than this "
+                    f"release knows ({SCHEMA_VERSION}); run a newer coffee-ranker-api"
+                )
             self._add_missing_rank_entries()
         except (ClientError, BotoCoreError) as error:
             raise StorageUnavailable(f"DynamoDB table {self.table} does not answer: {error}") from error
         self._opened = True
+
+    def _schema_version(self, consistent: bool) -> Optional[int]:
+        """The version the schema item holds; None without one (a table no release has opened yet,
+        or one written before the item existed)."""
+        response = self._client.get_item(
+            TableName=self.table, Key=_wire(schema_key()), ConsistentRead=consistent
+        )
+        if "Item" not in response:
+            return None
+        version = _plain(response["Item"]).get(SCHEMA_VERSION_ATTRIBUTE)
+        if not isinstance(version, Decimal) or version != version.to_integral_value() or version < 1:
+            raise StorageUnavailable(
+                f"DynamoDB table {self.table} has a schema item ({SCHEMA_PK} / {SCHEMA_SK}) whose "
+                f"{SCHEMA_VERSION_ATTRIBUTE} is not a whole number from 1 up"
+            )
+        return int(version)
+
+    def _put_schema_version(self) -> int:
+        """Put this release's version if the table has none yet; the version the table then holds."""
+        try:
+            self._client.put_item(
+                TableName=self.table,
+                Item=_wire({**schema_key(), SCHEMA_VERSION_ATTRIBUTE: SCHEMA_VERSION}),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            return SCHEMA_VERSION
+        except ClientError as error:
+            if _error_code(error) != "ConditionalCheckFailedException":
+                raise
+        # Another host put one since we looked (perhaps a newer release's): that one counts.
+        version = self._schema_version(consistent=True)
+        if version is None:  # deleted again at once: nothing sensible to check against
+            raise StorageUnavailable(f"DynamoDB table {self.table} lost its schema item while opening")
+        return version
 
     def _add_missing_rank_entries(self) -> None:
         shops = {
@@ -290,11 +354,18 @@ class DynamoDbRepository(Repository):
         self._client.close()
 
     def ping(self) -> None:
+        """StorageUnavailable unless the table answers and holds no newer schema than this release's
+        (a newer release migrated it meanwhile, or a newer table was restored under this name)."""
         # GetItem rather than DescribeTable: it needs no permission beyond what the service uses.
         try:
-            self._client.get_item(TableName=self.table, Key=_wire({"pk": "PING", "sk": "PING"}))
+            version = self._schema_version(consistent=False)
         except (ClientError, BotoCoreError) as error:
             raise StorageUnavailable(f"DynamoDB table {self.table} does not answer: {error}") from error
+        if version is not None and version > SCHEMA_VERSION:
+            raise StorageUnavailable(
+                f"DynamoDB table {self.table} has schema version {version}, newer than this release "
+                f"knows ({SCHEMA_VERSION})"
+            )
 
     # -- shops -----------------------------------------------------------------------------------
 

@@ -25,7 +25,12 @@ class Storage:
 
 def build_storage(settings: Settings) -> Storage:
     repository: Repository
-    codec = CursorCodec(key_from_secret(settings.write_token))
+    # Signed with RANKER_WRITE_TOKEN's key; during a rotation the other token's key is accepted too,
+    # so a cursor handed out by a host one phase ahead or behind still works here.
+    codec = CursorCodec(
+        key_from_secret(settings.write_token),
+        [key_from_secret(token) for token in settings.accepted_write_tokens[1:]],
+    )
     if settings.dynamodb_table:
         repository = DynamoDbRepository(
             settings.dynamodb_table, settings.aws_region, settings.dynamodb_endpoint_url, codec
