@@ -106,9 +106,10 @@ UNKIND_AWS := SANDBOX_AWS_REALISM=1 SANDBOX_AWS_REALISM_IAM_DELAY=2 SANDBOX_AWS_
 	SANDBOX_AWS_REALISM_POLICY_DELAY=1 SANDBOX_AWS_REALISM_POLICY_VISIBLE_DELAY=1 SANDBOX_AWS_REALISM_SG_DELAY=2 SANDBOX_AWS_REALISM_CONSOLE_DELAY=3
 
 # The sandbox's load balancers health-check every second (the target groups say 5, AWS's least), so a
-# rolling job through one waits seconds per host, not tens.
+# rolling job through one waits seconds per host, not tens. The slowest tests are listed at the end,
+# where CI's time goes.
 test-playbooks: venv host-deps
-	$(UNKIND_AWS) SANDBOX_LB_HEALTH_CHECK_INTERVAL=1 pytest -q -p no:cacheprovider tests/playbooks tests/roles
+	$(UNKIND_AWS) SANDBOX_LB_HEALTH_CHECK_INTERVAL=1 pytest -q -p no:cacheprovider --durations=25 tests/playbooks tests/roles
 
 test-sandbox: venv host-deps
 	pytest -q -p no:cacheprovider tests/sandbox/test_hosts.py tests/sandbox/test_embedded_aws_realism.py \

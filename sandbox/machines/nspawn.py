@@ -689,6 +689,11 @@ def nspawn_command(record: dict) -> list[str]:
     ]
 
 
+# nspawn mounts all of /proc/sys read-only; "network" leaves /proc/sys/net writable, as in an instance, whose
+# network sysctls (roles/host_hardening) are its own: the host has a network namespace of its own, so they
+# reach nothing else. The kernel's own keys (kernel.*, fs.*) stay read-only: the machine's kernel is shared.
+NSPAWN_ENVIRONMENT = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
+
 REBOOT_EXIT_STATUS = 133  # systemd-nspawn's exit status when the container's systemd rebooted
 
 
@@ -728,7 +733,11 @@ def supervise(name: str, command: list[str]) -> int:
             if stopping:
                 return 0
             nspawn = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=child_setup
+                command,
+                stdin=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                preexec_fn=child_setup,
+                env={**os.environ, **NSPAWN_ENVIRONMENT},
             )
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, terminating)

@@ -4,16 +4,14 @@ boot (Ubuntu): the role's own selection (tasks/select.yml) runs with each releas
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from playbook_on_localhost import run_on_localhost
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = Path(__file__).with_name("select_python_runtime.yml")
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 SYSTEM_PYTHON = ["python3", "python3-venv"]
 
@@ -38,19 +36,8 @@ def select(tmp_path: Path, distribution: str, version: str, codename: str) -> su
         "ansible_distribution_release": codename,
         "ansible_os_family": "Debian",
         "selection_output": str(output),
-        # Faked facts must not steer interpreter discovery on the controller.
-        "ansible_python_interpreter": sys.executable,
     }
-    environment = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
-    # The play runs on the implicit localhost only: an empty inventory keeps AWS out of it.
-    return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(facts)],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_on_localhost(PLAYBOOK, facts)
 
 
 @pytest.mark.parametrize(("release", "expected"), list(RELEASES.items()), ids=[f"{d}-{v}" for d, v, _ in RELEASES])
