@@ -93,6 +93,14 @@ def test_kernel_settings_are_in_the_file_and_in_effect_where_the_host_may_set_th
     assert "net.ipv4.conf.all.rp_filter" in in_effect
 
 
+def test_the_firewall_applies_these_kernel_settings_when_it_starts(host):
+    # ufw applies its own sysctl file at each start (boot, reload); Debian's sets log_martians=0.
+    key = "/proc/sys/net/ipv4/conf/all/log_martians"
+    with host.sudo():
+        host.check_output("systemctl restart ufw")
+        assert host.file(key).content_string.strip() == "1"
+
+
 def test_login_shells_and_new_accounts_get_strict_defaults(host):
     login_defs = host.file("/etc/login.defs").content_string
     assert re.search(r"^UMASK\s+027$", login_defs, re.MULTILINE)
