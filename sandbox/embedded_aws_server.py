@@ -44,7 +44,10 @@ def make_app() -> Any:
     moto = DomainDispatcherApplication(create_backend_app)
     moto.debug = True  # as moto.server.main sets it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from budgets_update import install_budget_calls
     from console_output import ConsoleOutput
+
+    install_budget_calls()  # UpdateBudget and the subscriber calls moto lacks (sandbox/budgets_update.py)
 
     # Inside the unkind mode, which withholds the console output for a while after launch.
     app: Any = ConsoleOutput(moto)

@@ -127,6 +127,35 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "vm: boots qemu VMs (slow; SANDBOX_VM_TESTS=1 runs them)")
 
 
+# Under pytest-xdist (`make test-playbooks`: `-n 3 --dist loadgroup --no-loadscope-reorder`) each worker
+# has an embedded AWS of its own; the tests of one module stay on one worker, in order, so a module-scoped
+# stack (a fleet) is made once. The load balancer's fleet is the longest chain, so its module's other tests
+# form a group apart, and the slowest groups are handed out first; the others fill the remaining workers.
+_GROUP = pytest.StashKey[str]()
+SLOWEST_GROUPS_FIRST = (
+    "test_load_balancer-fleet",
+    "test_failures",
+    "test_any_controller",
+    "test_first_run",
+    "test_prometheus_targets",
+    "test_provision",
+    "test_load_balancer",
+    "test_operator_policy",
+    "test_backup_restore",
+    "test_cost_guardrails",
+    "test_drift",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = item.path.stem + ("-fleet" if "fleet" in getattr(item, "fixturenames", ()) else "")
+        item.add_marker(pytest.mark.xdist_group(group))
+        item.stash[_GROUP] = group
+    rank = {group: index for index, group in enumerate(SLOWEST_GROUPS_FIRST)}
+    items.sort(key=lambda item: rank.get(item.stash[_GROUP], len(rank)))  # stable: module order kept otherwise
+
+
 @contextlib.contextmanager
 def embedded_aws_server(realism: bool | None, **environment: str):
     """A server of our own on a free loopback port, stopped by its PID at the end.

@@ -263,6 +263,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             "RANKER_S3_ENDPOINT_URL": endpoint,
             "RANKER_HOST": "127.0.0.1",
             "RANKER_PORT": str(service_port),
+            "RANKER_METRICS_PORT": str(free_port()),  # served as on a host, on a port nothing else has
             "RANKER_MAX_UPLOAD_BYTES": str((args.upload_mib + 1) * MiB),
             "TMPDIR": str(work),
         }

@@ -69,3 +69,14 @@ def test_domain_imports_no_outer_layer():
 def test_the_check_sees_every_form_of_import(source, forbidden):
     """The test above proves something only if it catches each way a domain module could import."""
     assert any(is_forbidden(module) for module in imported_modules(source)) is forbidden
+
+
+def test_the_metrics_module_imports_no_layer_that_uses_it():
+    """Storage and the edge record metrics: metrics.py may depend on the domain only, or it would close
+    an import cycle through them."""
+    import coffee_ranker.metrics
+
+    source = Path(coffee_ranker.metrics.__file__).read_text()
+    offending = [module for module in imported_modules(source) if is_forbidden(module)]
+    assert not offending, offending
+    assert "coffee_ranker.domain.errors" in set(imported_modules(source))

@@ -43,6 +43,7 @@ def service_process(aws, tmp_path):
         "RANKER_HOST": "127.0.0.1",
         "TMPDIR": str(spool),
         "RANKER_PORT": str(port),
+        "RANKER_METRICS_PORT": str(free_port()),
         # Above the default 10 MiB, so the 100 MiB body is really accepted and streamed to S3.
         "RANKER_MAX_UPLOAD_BYTES": str(UPLOAD_BYTES + MiB),
     }

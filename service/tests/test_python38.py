@@ -3,7 +3,8 @@
 - the source compiles with a 3.8 interpreter (tools/check-python38);
 - requirements.lock resolves to binary wheels for CPython 3.8 … 3.13 on manylinux x86_64 (needs PyPI);
 - the wheelhouse for 3.8 installs with no index into a 3.8 venv, and the installed service answers,
-  takes a review and a photo, and stops cleanly on SIGTERM (needs PyPI to build the wheelhouse).
+  takes a review and a photo, serves its metrics on their own port (with one worker and with two),
+  and stops cleanly on SIGTERM (needs PyPI to build the wheelhouse).
 """
 
 import glob
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import httpx
@@ -54,6 +56,7 @@ def test_the_lock_pins_every_runtime_dependency_exactly():
         "python-multipart",
         "boto3",
         "pillow",
+        "prometheus-client",
     ):
         assert direct in pins, direct
     assert pins["pydantic"].startswith("2.10."), "pydantic 2.10 is the last release for Python 3.8"
@@ -122,12 +125,13 @@ def test_the_wheelhouse_installs_offline_and_serves_under_python_3_8(aws, tmp_pa
     )  # fmt: skip
     assert (venv / "bin" / "pip").exists()
 
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     environ = {
         **os.environ,
         **service_environ(aws.endpoint, tmp_path),
         "RANKER_HOST": "127.0.0.1",
         "RANKER_PORT": str(port),
+        "RANKER_METRICS_PORT": str(metrics_port),
     }
     log_path = tmp_path / "service.log"
     with open(log_path, "w") as log:
@@ -153,6 +157,10 @@ def test_the_wheelhouse_installs_offline_and_serves_under_python_3_8(aws, tmp_pa
             )
             assert photo.status_code == 201, photo.text
             assert client.get("/shops").json()["items"][0]["review_count"] == 1
+            assert client.get("/metrics").status_code == 404
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'coffee_ranker_build_info{python="3.8.' in scraped
+        assert 'method="POST",route="/shops/{shop_id}/photos",status="201"} 1.0' in scraped, scraped
     finally:
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=30)
@@ -163,3 +171,26 @@ def test_the_wheelhouse_installs_offline_and_serves_under_python_3_8(aws, tmp_pa
     assert re.search(
         r"coffee_ranker\.access: POST /shops/\{shop_id\}/photos 201 \d+\.\dms [0-9a-f]{32}", log
     ), log
+
+    # Several workers, as the locked uvicorn and prometheus-client run them under Python 3.8: the
+    # parent serves the sum of the workers' counts.
+    environ["RANKER_WORKERS"] = "2"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [str(venv / "bin" / "coffee-ranker-api")], env=environ, stdout=log, stderr=log
+        )
+    try:
+        wait_until_ready(process, url, log_path)
+        for _ in range(20):
+            assert httpx.get(f"{url}/shops/{shop_id}").status_code == 200  # a new connection each
+        deadline = time.monotonic() + 15
+        while True:
+            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            if "coffee_ranker_http_requests_in_flight 0.0" in scraped or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert 'route="/shops/{shop_id}",status="200"} 20.0' in scraped, scraped
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=40)
+    assert returncode in (0, -signal.SIGTERM), log_path.read_text()

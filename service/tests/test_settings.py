@@ -6,7 +6,13 @@ import sys
 
 import pytest
 
-from coffee_ranker.settings import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_PORT, Settings, SettingsError
+from coffee_ranker.settings import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_METRICS_PORT,
+    DEFAULT_PORT,
+    Settings,
+    SettingsError,
+)
 
 
 @pytest.fixture
@@ -29,6 +35,8 @@ def test_minimal_settings_take_the_documented_defaults(valid, tmp_path):
     settings = Settings.from_env(valid)
     assert settings.host == "0.0.0.0"
     assert settings.port == DEFAULT_PORT == 11373
+    assert settings.metrics_port == DEFAULT_METRICS_PORT == 11374
+    assert settings.workers == 1
     assert settings.max_upload_bytes == DEFAULT_MAX_UPLOAD_BYTES == 10 * 1024 * 1024
     assert settings.storage_backend == "sqlite"
     assert settings.db_path == str(tmp_path / "ranker.sqlite3")
@@ -56,8 +64,11 @@ def test_every_variable_is_read(valid):
         RANKER_LOG_FORMAT="json",
         RANKER_CORS_ORIGINS="https://app.example.com, http://localhost:3000",
         RANKER_WRITE_TOKEN_ALSO_ACCEPTED="the-other-write-token",
+        RANKER_METRICS_PORT="9464",
+        RANKER_WORKERS="4",
     )
     settings = Settings.from_env(valid)
+    assert (settings.metrics_port, settings.workers) == (9464, 4)
     assert settings.write_token_also_accepted == "the-other-write-token"
     assert settings.accepted_write_tokens == ("a-long-enough-write-token", "the-other-write-token")
     assert (settings.max_json_bytes, settings.max_image_pixels, settings.log_format) == (
@@ -108,6 +119,12 @@ def test_a_missing_required_variable_is_named(valid, name, absent):
         ("RANKER_HOST", "not a host!", "neither an IP address nor a host name"),
         ("RANKER_PORT", "eighty", "not a whole number"),
         ("RANKER_PORT", "70000", "not a TCP port"),
+        ("RANKER_METRICS_PORT", "70000", "not a TCP port (1-65535), nor 0 for no metrics"),
+        ("RANKER_METRICS_PORT", "-1", "not a TCP port"),
+        ("RANKER_METRICS_PORT", "metrics", "not a whole number"),
+        ("RANKER_WORKERS", "0", "not a number of worker processes from 1 to 16"),
+        ("RANKER_WORKERS", "17", "not a number of worker processes from 1 to 16"),
+        ("RANKER_WORKERS", "two", "not a whole number"),
         ("RANKER_MAX_UPLOAD_BYTES", "0", "must be a positive number"),
         ("RANKER_MAX_UPLOAD_BYTES", "10MB", "not a whole number"),
         ("RANKER_DB_PATH", "/no/such/directory/ranker.sqlite3", "does not exist"),
@@ -125,6 +142,25 @@ def test_an_invalid_variable_is_named_with_the_reason(valid, name, value, says):
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"{name} is invalid")
     assert says in problems[0]
+
+
+def test_metrics_port_zero_serves_no_metrics(valid):
+    valid["RANKER_METRICS_PORT"] = "0"
+    assert Settings.from_env(valid).metrics_port is None
+
+
+def test_the_metrics_need_a_port_other_than_the_api(valid):
+    valid.update(RANKER_PORT="8080", RANKER_METRICS_PORT="8080")
+    (problem,) = problems_of(valid)
+    assert problem.startswith("RANKER_METRICS_PORT is 8080, the same as RANKER_PORT")
+    # The default collides when the API is moved onto it: said so, rather than failing to bind.
+    valid.update(RANKER_PORT=str(DEFAULT_METRICS_PORT), RANKER_METRICS_PORT="")
+    (problem,) = problems_of(valid)
+    assert problem.startswith(
+        f"RANKER_METRICS_PORT is not set and its default {DEFAULT_METRICS_PORT} is RANKER_PORT"
+    )
+    valid["RANKER_METRICS_PORT"] = "0"
+    assert Settings.from_env(valid).port == DEFAULT_METRICS_PORT
 
 
 def test_a_dynamodb_endpoint_without_a_table_is_refused(valid):

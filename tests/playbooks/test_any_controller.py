@@ -135,8 +135,9 @@ def test_several_controllers_run_one_stack_without_breaking_each_other(controlle
     run_a, run_b, run_c = controllers["a"], controllers["b"], controllers["c"]
     a_secrets, clone = controllers["a_secrets"], controllers["clone"]
 
-    # A makes the stack while the operator's address is the old one.
-    first = run_a("site.yml", ssh_admin_cidr=OLD_ADMIN_CIDR)
+    # A makes the stack while the operator's address is the old one (monitoring stays where it is: the
+    # metrics ports' host rules follow monitoring_cidr, which the later runs leave at its default).
+    first = run_a("site.yml", ssh_admin_cidr=OLD_ADMIN_CIDR, monitoring_cidr=NEW_ADMIN_CIDR)
     assert first.returncode == 0, first.output[-5000:]
     (instance_id,) = instance_changes(first)
     token = (a_secrets / "api-write-token").read_text().strip()

@@ -90,7 +90,7 @@ def test_a_rerun_skips_every_aws_write_and_drift_is_undone_by_the_role_that_owns
     held = ec2.describe_key_pairs(KeyNames=[PROJECT], IncludePublicKey=True)["KeyPairs"][0]
     assert held["PublicKey"].split()[:2] == public_key
     group = ec2.describe_security_groups(GroupIds=[group_id(ec2)])["SecurityGroups"][0]
-    assert sorted(p["FromPort"] for p in group["IpPermissions"]) == [22, 11373]
+    assert sorted(p["FromPort"] for p in group["IpPermissions"]) == [22, 9100, 11373, 11374]
     backups = dynamodb.describe_continuous_backups(TableName=TABLE)["ContinuousBackupsDescription"]
     assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
     assert {t["Key"] for t in iam.list_role_tags(RoleName=ROLE)["Tags"]} == {"Project", "Role"}

@@ -71,3 +71,38 @@ def test_the_api_open_to_the_load_balancers_group_only_reads_back_the_same():
     assert rule_strings(rules) == permission_strings(permissions)
     # ...and differs from the group open to everyone, so that a switch of api_load_balancer runs the module.
     assert "tcp 11373-11373 0.0.0.0/0 Coffee Ranker API" not in rule_strings(rules)
+
+
+def metrics_permission(port: int, cidr: str) -> dict:
+    description = "Prometheus metrics from the monitoring network"
+    return {
+        "IpProtocol": "tcp",
+        "FromPort": port,
+        "ToPort": port,
+        "IpRanges": [{"CidrIp": cidr, "Description": description}],
+    }
+
+
+METRICS_RULE = {
+    "proto": "tcp",
+    "ports": [11374, 9100],
+    "cidr_ip": "10.20.0.0/16",
+    "rule_desc": "Prometheus metrics from the monitoring network",
+}
+
+
+def test_both_metrics_ports_in_one_rule_read_back_as_aws_holds_them_one_permission_per_port():
+    rules = [SSH_RULE, METRICS_RULE]
+    permissions = [SSH_PERMISSION, metrics_permission(9100, "10.20.0.0/16"), metrics_permission(11374, "10.20.0.0/16")]
+
+    assert rule_strings(rules) == permission_strings(permissions)
+    assert "tcp 9100-9100 10.20.0.0/16 Prometheus metrics from the monitoring network" in rule_strings(rules)
+
+
+def test_a_changed_monitoring_cidr_or_a_missing_metrics_port_differs_so_the_module_runs():
+    wanted = rule_strings([SSH_RULE, METRICS_RULE])
+
+    moved = [SSH_PERMISSION, metrics_permission(9100, "10.30.0.0/16"), metrics_permission(11374, "10.30.0.0/16")]
+    one_port = [SSH_PERMISSION, metrics_permission(11374, "10.20.0.0/16")]
+    assert permission_strings(moved) != wanted
+    assert permission_strings(one_port) != wanted

@@ -12,6 +12,8 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLEC
 
 UNIT = "coffee-ranker-api.service"
 PORT = 11373
+METRICS_PORT = 11374
+NODE_EXPORTER_PORT = 9100
 
 
 def test_service_is_enabled_and_running(host):
@@ -90,7 +92,46 @@ def test_firewall_is_active_with_exactly_the_intended_rules(host):
         ("22/tcp (v6)", "ALLOW IN", "Anywhere (v6)"),
         (f"{PORT}/tcp", "ALLOW IN", "Anywhere"),
         (f"{PORT}/tcp (v6)", "ALLOW IN", "Anywhere (v6)"),
+        # The metrics ports, from the monitoring network only (monitoring_cidr: ssh_admin_cidr by default).
+        (f"{METRICS_PORT}/tcp", "ALLOW IN", monitoring_cidr(host)),
+        (f"{NODE_EXPORTER_PORT}/tcp", "ALLOW IN", monitoring_cidr(host)),
     }
+
+
+def monitoring_cidr(host) -> str:
+    """monitoring_cidr as Ansible renders it for this host (the sandbox's admin network)."""
+    return host.ansible("ansible.builtin.debug", "var=monitoring_cidr")["monitoring_cidr"]
+
+
+def test_the_api_serves_its_metrics_on_their_own_port_only(host):
+    env = host.file("/etc/coffee-ranker/api.env").content_string
+    assert f'RANKER_METRICS_PORT="{METRICS_PORT}"' in env
+    assert host.socket(f"tcp://0.0.0.0:{METRICS_PORT}").is_listening
+    metrics = host.check_output(f"curl --silent --fail http://127.0.0.1:{METRICS_PORT}/metrics")
+    assert "coffee_ranker_build_info{" in metrics
+    assert 'route="/healthz"' in metrics, "the role's own health checks were counted by route template"
+    public = host.run(f"curl --silent --output /dev/null --write-out '%{{http_code}}' http://127.0.0.1:{PORT}/metrics")
+    assert public.stdout == "404", "the public API port does not serve the metrics"
+
+
+def test_node_exporter_is_enabled_running_and_serves_the_hosts_metrics(host):
+    service = host.service("prometheus-node-exporter")
+    assert service.is_enabled
+    assert service.is_running
+    assert host.socket(f"tcp://{NODE_EXPORTER_PORT}").is_listening
+    metrics = host.check_output(f"curl --silent --fail http://127.0.0.1:{NODE_EXPORTER_PORT}/metrics")
+    assert "node_uname_info" in metrics
+    assert 'collector="hwmon"' not in metrics, "collectors of hardware an EC2 instance lacks are off"
+
+
+def test_node_exporter_runs_unprivileged_in_a_sandboxed_unit(host):
+    unit = host.check_output(
+        "systemctl show prometheus-node-exporter --property=User,NoNewPrivileges,ProtectSystem,CapabilityBoundingSet"
+    )
+    assert "User=prometheus" in unit
+    assert "NoNewPrivileges=yes" in unit
+    assert "ProtectSystem=strict" in unit
+    assert "CapabilityBoundingSet=" in unit.splitlines(), "no capability at all"
 
 
 def test_sshd_refuses_passwords_and_root(host):

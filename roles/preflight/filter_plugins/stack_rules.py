@@ -62,6 +62,73 @@ def cidr_problems(cidr, allow_anywhere=False):
     return []
 
 
+def monitoring_cidr_problems(cidr, allow_anywhere=False):
+    """monitoring_cidr: where a Prometheus server scrapes the metrics ports from (IPv4, as SSH's)."""
+    cidr = "" if cidr is None else str(cidr).strip()
+    if not cidr:
+        return ["is empty: set it to the network your Prometheus server scrapes from (default: ssh_admin_cidr)"]
+    try:
+        network = ipaddress.ip_network(cidr, strict=True)
+    except ValueError as error:
+        return [f"must be an IPv4 network in CIDR notation, such as 10.0.0.5/32 ({error})"]
+    if network.version == 6:
+        return ["must be an IPv4 network: the instances' metrics ports are reached over IPv4"]
+    if network.prefixlen == 0 and not allow_anywhere:
+        # Metrics tell anyone the host's versions, load and traffic.
+        return [
+            "must not open the metrics ports to the whole internet: set it to your Prometheus server's "
+            "network (0.0.0.0/0 is accepted only with allow_ssh_from_anywhere: true)"
+        ]
+    return []
+
+
+# Graviton (arm64) families: a1, and a generation digit followed by "g" (t4g, m6g, m6gd, c7gn, x2gd,
+# im4gn, g5g, hpc7g, ...); mac2 instances are Apple silicon. Every other family is x86_64.
+_ARM64_FAMILY = re.compile(r"^(a1|mac2.*|[a-z]+[0-9]+g[a-z]*)$")
+
+
+def instance_type_problems(instance_type, cpu_credits, burstable_families):
+    """instance_type and instance_cpu_credits, as sentences naming each variable."""
+    instance_type = str(instance_type)
+    family = instance_type.partition(".")[0]
+    problems = []
+    if _ARM64_FAMILY.match(family):
+        problems.append(
+            f"instance_type '{instance_type}' is an arm64 (Graviton) type, and the stack runs x86_64 types only "
+            "(the image lookup and the service's wheelhouse are amd64): choose an x86_64 type such as t2.micro "
+            "or t3.micro"
+        )
+    if cpu_credits not in ("standard", "unlimited"):
+        problems.append(f"instance_cpu_credits '{cpu_credits}' must be standard or unlimited")
+    elif cpu_credits == "unlimited" and family not in burstable_families:
+        problems.append(
+            f"instance_cpu_credits 'unlimited' applies to burstable types only "
+            f"({', '.join(burstable_families)}), and instance_type '{instance_type}' is not one: "
+            "set instance_cpu_credits to standard"
+        )
+    return problems
+
+
+def metrics_port_problems(metrics_port, api_port, node_exporter_port, ssh_port=22):
+    """api_metrics_port: a port of its own, beside the API's, SSH's and node_exporter's."""
+    try:
+        port = int(metrics_port)
+    except (TypeError, ValueError):
+        return [f"api_metrics_port '{metrics_port}' must be a TCP port from 1024 to 65535"]
+    if not 1024 <= port <= 65535:
+        return [f"api_metrics_port {port} must be a TCP port from 1024 to 65535"]
+    taken = {int(api_port): "api_port", int(ssh_port): "SSH", int(node_exporter_port): "node_exporter"}
+    if port in taken:
+        return [f"api_metrics_port {port} must differ from {taken[port]}'s port ({port}): each port has one listener"]
+    return []
+
+
 class FilterModule:
     def filters(self):
-        return {"bucket_name_problems": bucket_name_problems, "cidr_problems": cidr_problems}
+        return {
+            "bucket_name_problems": bucket_name_problems,
+            "cidr_problems": cidr_problems,
+            "monitoring_cidr_problems": monitoring_cidr_problems,
+            "instance_type_problems": instance_type_problems,
+            "metrics_port_problems": metrics_port_problems,
+        }

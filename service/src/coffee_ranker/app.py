@@ -76,7 +76,9 @@ def create_app(
             expose_headers=["ETag", "Location", "X-Request-ID"],
             max_age=600,
         )
-    app.add_middleware(EdgeMiddleware, settings=settings)  # outermost: sees and logs every request
+    # Outermost: sees, logs and counts every request (the routes: metrics name a refused request's
+    # route template too).
+    app.add_middleware(EdgeMiddleware, settings=settings, routes=app.state.api_routes)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

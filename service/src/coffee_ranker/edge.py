@@ -12,18 +12,21 @@ cost per request stays small. In order:
 - HEAD is served as GET without the body;
 - every response gets ``X-Content-Type-Options: nosniff``, a ``Cache-Control`` (``no-store`` unless
   the route chose one) and an ``X-Request-ID``;
-- one access log line: method, route template, status, duration, request id.
+- one access log line: method, route template, status, duration, request id;
+- the request's metrics (metrics.py): counted by route template and status, timed, and counted in
+  flight while it is served.
 """
 
 import logging
 import re
 import time
 import uuid
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from coffee_ranker.api.deps import write_token_accepted
 from coffee_ranker.api.uploads import ENVELOPE_BYTES
 from coffee_ranker.logs import escape_control
+from coffee_ranker.metrics import HttpMetrics
 from coffee_ranker.problems import ProblemError, problem_response
 from coffee_ranker.settings import Settings
 
@@ -53,8 +56,9 @@ def _unauthorized():
 
 
 class EdgeMiddleware:
-    def __init__(self, app, settings: Settings) -> None:
+    def __init__(self, app, settings: Settings, routes: Iterable[Any] = ()) -> None:
         self.app = app
+        self.metrics = HttpMetrics(routes)
         self.write_tokens = tuple(token.encode("ascii") for token in settings.accepted_write_tokens)
         self.max_json_bytes = settings.max_json_bytes
         self.max_upload_bytes = settings.max_upload_bytes
@@ -91,6 +95,8 @@ class EdgeMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
+        in_flight = self.metrics.in_flight
+        in_flight.inc()
         try:
             if method in UNSAFE_METHODS and not self._authorized(headers.get(b"authorization")):
                 await _unauthorized()(scope, receive, send_with_headers)
@@ -122,16 +128,19 @@ class EdgeMiddleware:
             # uvicorn discards the rest of the body as it arrives, without holding it.
             await problem_response(413, error.detail)(scope, receive, send_with_headers)
         finally:
-            self._log(scope, method, status, started, request_id)
+            seconds = time.perf_counter() - started
+            self.metrics.observe(method, self.metrics.template(scope), status, seconds)
+            in_flight.dec()  # last: nothing in flight means every request so far is counted
+            self._log(scope, method, status, seconds, request_id)
 
     def _authorized(self, authorization: Optional[bytes]) -> bool:
         match = _BEARER.match(authorization or b"")
         return match is not None and write_token_accepted(match.group(1), self.write_tokens)
 
-    def _log(self, scope, method: str, status: int, started: float, request_id: str) -> None:
+    def _log(self, scope, method: str, status: int, seconds: float, request_id: str) -> None:
         route = scope.get("route")
         target = getattr(route, "path", None) or escape_control(scope["path"][:_LOGGED_PATH_CHARS])
-        milliseconds = (time.perf_counter() - started) * 1000
+        milliseconds = seconds * 1000
         if self.structured_log:
             fields = {
                 "method": method,

@@ -25,6 +25,11 @@ RANKER_DYNAMODB_TABLE             no        DynamoDB table; when set it replaces
 RANKER_DYNAMODB_ENDPOINT_URL      no        DynamoDB endpoint (the embedded AWS); needs the table.
 RANKER_HOST                       no        0.0.0.0
 RANKER_PORT                       no        11373
+RANKER_METRICS_PORT               no        11374: the port of the Prometheus metrics (on RANKER_HOST),
+                                            never the API's; it must differ from RANKER_PORT. 0: no
+                                            metrics served.
+RANKER_WORKERS                    no        1: worker processes serving the API (1-16). With more
+                                            than one, the parent serves the metrics of all of them.
 RANKER_MAX_UPLOAD_BYTES           no        10485760 (10 MiB): the largest photo accepted.
 RANKER_MEDIA_BASE_URL             no        Base URL of public photo links (a CDN or CNAME); the
                                             bucket's own URL when unset.
@@ -48,6 +53,8 @@ from urllib.parse import urlsplit
 
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - the service is meant to be reached from outside the host.
 DEFAULT_PORT = 11373
+DEFAULT_METRICS_PORT = 11374
+MAX_WORKERS = 16
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_MEDIA_PREFIX = "media/"
 DEFAULT_DB_PATH = "/var/lib/coffee-ranker/ranker.sqlite3"
@@ -87,6 +94,9 @@ class Settings:
     dynamodb_endpoint_url: Optional[str] = None
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    #: None: no metrics served (RANKER_METRICS_PORT=0).
+    metrics_port: Optional[int] = DEFAULT_METRICS_PORT
+    workers: int = 1
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     media_base_url: Optional[str] = None
     media_prefix: str = DEFAULT_MEDIA_PREFIX
@@ -129,6 +139,8 @@ class Settings:
             "dynamodb_endpoint_url": reader.optional("RANKER_DYNAMODB_ENDPOINT_URL", _url),
             "host": reader.optional("RANKER_HOST", _host, DEFAULT_HOST),
             "port": reader.optional("RANKER_PORT", _port, DEFAULT_PORT),
+            "metrics_port": reader.optional("RANKER_METRICS_PORT", _metrics_port, DEFAULT_METRICS_PORT),
+            "workers": reader.optional("RANKER_WORKERS", _workers, 1),
             "max_upload_bytes": reader.optional(
                 "RANKER_MAX_UPLOAD_BYTES", _positive_int, DEFAULT_MAX_UPLOAD_BYTES
             ),
@@ -149,6 +161,19 @@ class Settings:
                 "is the same as RANKER_WRITE_TOKEN; during a rotation set it to the other token "
                 "(the old one or the new one), else unset it",
             )
+        if values["metrics_port"] is not None and values["metrics_port"] == values["port"]:
+            if reader.environ.get("RANKER_METRICS_PORT", "").strip():
+                reader.fail(
+                    "RANKER_METRICS_PORT",
+                    f"is {values['port']}, the same as RANKER_PORT; the metrics need a port of their own "
+                    "(or 0 for none)",
+                )
+            else:
+                reader.fail(
+                    "RANKER_METRICS_PORT",
+                    f"is not set and its default {DEFAULT_METRICS_PORT} is RANKER_PORT; set it to another "
+                    "port for the metrics (or 0 for none)",
+                )
         if values["dynamodb_table"] is None:
             values["db_path"] = reader.optional("RANKER_DB_PATH", _db_path)
             if values["db_path"] is None and "RANKER_DB_PATH" not in " ".join(reader.problems):
@@ -273,6 +298,22 @@ def _port(raw: str) -> int:
     if not 1 <= port <= 65535:
         raise _Invalid(f"{port} is not a TCP port (1-65535)")
     return port
+
+
+def _metrics_port(raw: str) -> Optional[int]:
+    port = _integer(raw)
+    if port == 0:
+        return None
+    if not 1 <= port <= 65535:
+        raise _Invalid(f"{port} is not a TCP port (1-65535), nor 0 for no metrics")
+    return port
+
+
+def _workers(raw: str) -> int:
+    workers = _integer(raw)
+    if not 1 <= workers <= MAX_WORKERS:
+        raise _Invalid(f"{workers} is not a number of worker processes from 1 to {MAX_WORKERS}")
+    return workers
 
 
 def _positive_int(raw: str) -> int:

@@ -59,6 +59,7 @@ from coffee_ranker.domain.errors import InvalidCursor, SchemaTooNew, ShopNotFoun
 from coffee_ranker.domain.models import NewShop, Page, Photo, Review, ReviewWrite, Shop, timestamp, utc_now
 from coffee_ranker.domain.ports import Repository
 from coffee_ranker.domain.ranking import PRIOR_STAR_TOTAL, PRIOR_WEIGHT
+from coffee_ranker.metrics import dependency_call
 from coffee_ranker.storage import aws, cursors
 from coffee_ranker.storage.cursors import CursorCodec
 
@@ -228,6 +229,10 @@ def _back_off(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311 - jitter, not crypto
 
 
+#: Each call of the datastore is timed, and counted when it fails (metrics.py).
+_measured = dependency_call("dynamodb")
+
+
 class DynamoDbRepository(Repository):
     def __init__(
         self,
@@ -353,6 +358,7 @@ class DynamoDbRepository(Repository):
     def close(self) -> None:
         self._client.close()
 
+    @_measured
     def ping(self) -> None:
         """StorageUnavailable unless the table answers and holds no newer schema than this release's
         (a newer release migrated it meanwhile, or a newer table was restored under this name)."""
@@ -369,6 +375,7 @@ class DynamoDbRepository(Repository):
 
     # -- shops -----------------------------------------------------------------------------------
 
+    @_measured
     def create_shop(self, new_shop: NewShop) -> Shop:
         shop = Shop(
             id=uuid.uuid4().hex,
@@ -394,6 +401,7 @@ class DynamoDbRepository(Repository):
         )
         return shop
 
+    @_measured
     def get_shop(self, shop_id: str) -> Shop:
         response = self._client.get_item(
             TableName=self.table, Key=_wire(shop_key(shop_id)), ConsistentRead=True
@@ -402,6 +410,7 @@ class DynamoDbRepository(Repository):
             raise ShopNotFound(shop_id)
         return _shop_from(_plain(response["Item"]))
 
+    @_measured
     def list_shops(self, limit: int, cursor: Optional[str] = None) -> Page[Shop]:
         params = _partition(RANKED_PK)
         if cursor is not None:
@@ -442,6 +451,7 @@ class DynamoDbRepository(Repository):
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return items
 
+    @_measured
     def delete_shop(self, shop_id: str) -> List[str]:
         """The shop and its rank entry first, in one transaction: from then on no review or photo can
         be added (their transactions need the shop), so the sweep of its partition that follows finds
@@ -487,6 +497,7 @@ class DynamoDbRepository(Repository):
 
     # -- reviews ---------------------------------------------------------------------------------
 
+    @_measured
     def put_review(self, shop_id: str, user: str, stars: int, text: Optional[str]) -> ReviewWrite:
         key = {"pk": shop_pk(shop_id), "sk": REVIEW_PREFIX + user}
         for attempt in range(MAX_REVIEW_ATTEMPTS):
@@ -558,6 +569,7 @@ class DynamoDbRepository(Repository):
             f"Could not save the review of {user} for shop {shop_id}: too many concurrent writers."
         )
 
+    @_measured
     def list_reviews(self, shop_id: str, limit: int, cursor: Optional[str] = None) -> Page[Review]:
         self.get_shop(shop_id)
         params: Dict[str, Any] = {
@@ -574,6 +586,7 @@ class DynamoDbRepository(Repository):
 
     # -- photos ----------------------------------------------------------------------------------
 
+    @_measured
     def add_photo(self, photo: Photo) -> None:
         try:
             self._client.transact_write_items(
@@ -595,6 +608,7 @@ class DynamoDbRepository(Repository):
                     raise ShopNotFound(photo.shop_id) from error
             raise
 
+    @_measured
     def list_photos(self, shop_id: str, limit: int, cursor: Optional[str] = None) -> Page[Photo]:
         self.get_shop(shop_id)
         params: Dict[str, Any] = {

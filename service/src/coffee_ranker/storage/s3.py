@@ -10,6 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from coffee_ranker.domain.errors import StorageUnavailable
 from coffee_ranker.domain.ports import ObjectStore
+from coffee_ranker.metrics import dependency_call
 from coffee_ranker.storage import aws
 
 MiB = 1024 * 1024
@@ -25,6 +26,10 @@ _TRANSFER = TransferConfig(
 )
 #: Photo keys hold a fresh UUID, so a key's content never changes: caches may keep it for good.
 _CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+#: Each call of the object store is timed, and counted when it fails (metrics.py).
+_measured = dependency_call("s3")
 
 
 class S3ObjectStore(ObjectStore):
@@ -52,12 +57,14 @@ class S3ObjectStore(ObjectStore):
             ),
         )
 
+    @_measured
     def ping(self) -> None:
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as error:
             raise StorageUnavailable(f"S3 bucket {self.bucket} does not answer: {error}") from error
 
+    @_measured
     def put_file(self, key: str, path: str, content_type: str) -> None:
         try:
             self._client.upload_file(
@@ -71,6 +78,7 @@ class S3ObjectStore(ObjectStore):
             # upload_file wraps ClientError in S3UploadFailedError: every kind is the store failing.
             raise StorageUnavailable(f"S3 bucket {self.bucket} refused {key}: {error}") from error
 
+    @_measured
     def delete(self, key: str) -> None:
         try:
             self._client.delete_object(Bucket=self.bucket, Key=key)

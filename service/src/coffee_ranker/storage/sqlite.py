@@ -22,6 +22,7 @@ from coffee_ranker.domain import ranking
 from coffee_ranker.domain.errors import SchemaTooNew, ShopNotFound, StorageUnavailable
 from coffee_ranker.domain.models import NewShop, Page, Photo, Review, ReviewWrite, Shop, timestamp, utc_now
 from coffee_ranker.domain.ports import Repository
+from coffee_ranker.metrics import dependency_call
 from coffee_ranker.storage import cursors
 from coffee_ranker.storage.cursors import CursorCodec
 
@@ -121,6 +122,10 @@ _BUSY_TIMEOUT_SECONDS = 15
 MIN_FREE_DISK_BYTES = 16 * 1024 * 1024
 
 
+#: Each call of the datastore is timed, and counted when it fails (metrics.py).
+_measured = dependency_call("sqlite")
+
+
 class SqliteRepository(Repository):
     local_reads = True
 
@@ -171,6 +176,7 @@ class SqliteRepository(Repository):
             with self._connections_lock:  # counted even if COMMIT failed: a change too many is harmless
                 self._commits += 1
 
+    @_measured  # a query on every cached read: the read cache's check is a call to SQLite too
     def change_token(self) -> Tuple[int, int]:
         # data_version changes when another connection (or process) commits, not this one; the
         # counter covers this process's own commits on any of its connections.
@@ -213,6 +219,7 @@ class SqliteRepository(Repository):
         self._local = threading.local()
         self._opened = False
 
+    @_measured
     def ping(self) -> None:
         """Raise StorageUnavailable unless the database can be read and written (a committed write,
         so a read-only file or a full disk fails here rather than on a customer's review)."""
@@ -237,6 +244,7 @@ class SqliteRepository(Repository):
 
     # -- shops -----------------------------------------------------------------------------------
 
+    @_measured
     def create_shop(self, new_shop: NewShop) -> Shop:
         shop = Shop(
             id=uuid.uuid4().hex,
@@ -264,6 +272,7 @@ class SqliteRepository(Repository):
             )
         return shop
 
+    @_measured
     def get_shop(self, shop_id: str) -> Shop:
         row = self._db.execute(
             f"SELECT {_SHOP_COLUMNS} FROM shops WHERE id = ?",  # noqa: S608
@@ -273,6 +282,7 @@ class SqliteRepository(Repository):
             raise ShopNotFound(shop_id)
         return _shop(row)
 
+    @_measured
     def list_shops(self, limit: int, cursor: Optional[str] = None) -> Page[Shop]:
         params: Dict[str, object] = {"limit": limit + 1}
         where = ""
@@ -294,6 +304,7 @@ class SqliteRepository(Repository):
             ),
         )
 
+    @_measured
     def delete_shop(self, shop_id: str) -> List[str]:
         with self._write() as db:
             keys = [row["key"] for row in db.execute("SELECT key FROM photos WHERE shop_id = ?", (shop_id,))]
@@ -304,6 +315,7 @@ class SqliteRepository(Repository):
 
     # -- reviews ---------------------------------------------------------------------------------
 
+    @_measured
     def put_review(self, shop_id: str, user: str, stars: int, text: Optional[str]) -> ReviewWrite:
         now = timestamp(utc_now())
         with self._write() as db:
@@ -336,6 +348,7 @@ class SqliteRepository(Repository):
         )
         return ReviewWrite(review=review, replaced=existing is not None)
 
+    @_measured
     def list_reviews(self, shop_id: str, limit: int, cursor: Optional[str] = None) -> Page[Review]:
         self.get_shop(shop_id)
         params = {"shop_id": shop_id, "limit": limit + 1, "after": ""}
@@ -363,6 +376,7 @@ class SqliteRepository(Repository):
 
     # -- photos ----------------------------------------------------------------------------------
 
+    @_measured
     def add_photo(self, photo: Photo) -> None:
         try:
             with self._write() as db:
@@ -383,6 +397,7 @@ class SqliteRepository(Repository):
                 raise ShopNotFound(photo.shop_id) from error
             raise
 
+    @_measured
     def list_photos(self, shop_id: str, limit: int, cursor: Optional[str] = None) -> Page[Photo]:
         self.get_shop(shop_id)
         params = {"shop_id": shop_id, "limit": limit + 1, "t": "", "id": ""}
