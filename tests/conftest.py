@@ -127,33 +127,29 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "vm: boots qemu VMs (slow; SANDBOX_VM_TESTS=1 runs them)")
 
 
-# Under pytest-xdist (`make test-playbooks`: `-n 3 --dist loadgroup --no-loadscope-reorder`) each worker
-# has an embedded AWS of its own; the tests of one module stay on one worker, in order, so a module-scoped
-# stack (a fleet) is made once. The load balancer's fleet is the longest chain, so its module's other tests
-# form a group apart, and the slowest groups are handed out first; the others fill the remaining workers.
-_GROUP = pytest.StashKey[str]()
-SLOWEST_GROUPS_FIRST = (
-    "test_load_balancer-fleet",
+# Under pytest-xdist (`make test-playbooks`: `-n 3 --dist loadfile --no-loadscope-reorder`) each worker has
+# an embedded AWS of its own, and the tests of one module stay on one worker, in their order, so that a
+# module-scoped stack (the load balancer's fleet) is made once and a module's project name is used by one
+# worker at a time (sandbox hosts and load balancers are named after it). The modules are handed out in
+# this order, the longest first; the others follow in their own order. (Not `loadgroup`: xdist 3.8 marks
+# a group by rewriting `item._nodeid`, which pytest 9 no longer reads.)
+SLOWEST_MODULES_FIRST = (
+    "test_load_balancer",
     "test_failures",
     "test_any_controller",
     "test_first_run",
     "test_prometheus_targets",
+    "test_cost_guardrails",
     "test_provision",
-    "test_load_balancer",
     "test_operator_policy",
     "test_backup_restore",
-    "test_cost_guardrails",
     "test_drift",
 )
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = item.path.stem + ("-fleet" if "fleet" in getattr(item, "fixturenames", ()) else "")
-        item.add_marker(pytest.mark.xdist_group(group))
-        item.stash[_GROUP] = group
-    rank = {group: index for index, group in enumerate(SLOWEST_GROUPS_FIRST)}
-    items.sort(key=lambda item: rank.get(item.stash[_GROUP], len(rank)))  # stable: module order kept otherwise
+    rank = {module: index for index, module in enumerate(SLOWEST_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: the order within a module is kept
 
 
 @contextlib.contextmanager
