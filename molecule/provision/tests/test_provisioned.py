@@ -14,6 +14,8 @@ PROJECT = os.environ.get("MOLECULE_PROJECT_NAME", "ranker-molecule")
 BUCKET = f"sandbox-{PROJECT}-media-123456789012"  # moto's account id
 NAME = f"{PROJECT}-api"
 API_PORT = 11373
+# The API's metrics and node_exporter's, open to monitoring_cidr only (ssh_admin_cidr by default).
+METRICS_PORTS = (11374, 9100)
 CANONICAL = "099720109477"
 
 
@@ -86,7 +88,7 @@ def test_key_pair_is_imported_and_tagged():
     assert pair["KeyType"] == "ed25519"
 
 
-def test_security_group_opens_ssh_to_the_admin_cidr_and_the_api_to_everyone():
+def test_security_group_opens_ssh_to_the_admin_cidr_the_api_to_everyone_and_metrics_to_monitoring():
     groups = client("ec2").describe_security_groups(Filters=[{"Name": "group-name", "Values": [NAME]}])[
         "SecurityGroups"
     ]
@@ -94,12 +96,15 @@ def test_security_group_opens_ssh_to_the_admin_cidr_and_the_api_to_everyone():
     group = groups[0]
     assert group["Description"] == "Coffee Ranker App Comm Channel"
     rules = {(p["FromPort"], p["ToPort"]): p for p in group["IpPermissions"]}
-    assert set(rules) == {(22, 22), (API_PORT, API_PORT)}
+    assert set(rules) == {(22, 22), (API_PORT, API_PORT), *((port, port) for port in METRICS_PORTS)}
     ssh_sources = [r["CidrIp"] for r in rules[(22, 22)]["IpRanges"]]
     assert ssh_sources == ["10.213.0.0/16"]
     assert not rules[(22, 22)].get("Ipv6Ranges")
     assert [r["CidrIp"] for r in rules[(API_PORT, API_PORT)]["IpRanges"]] == ["0.0.0.0/0"]
     assert [r["CidrIpv6"] for r in rules[(API_PORT, API_PORT)]["Ipv6Ranges"]] == ["::/0"]
+    for port in METRICS_PORTS:
+        assert [r["CidrIp"] for r in rules[(port, port)]["IpRanges"]] == ["10.213.0.0/16"], port
+        assert not rules[(port, port)].get("Ipv6Ranges"), port
 
 
 def test_instance_profile_allows_only_media_objects():
