@@ -103,6 +103,22 @@ def wait_for(condition, timeout: float = 15, what: str = "the condition"):
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def unfinished_upload(url: str, shop_id: str) -> Iterator[socket.socket]:
+    """A photo upload whose headers and first body bytes are sent and whose rest never comes: the request
+    stays in flight until the connection closes at the end of the block."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
+        connection.sendall(
+            (
+                f"POST /shops/{shop_id}/photos HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Authorization: Bearer {WRITE_TOKEN}\r\nContent-Length: 100000\r\n"
+                "Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n"
+            ).encode()
+        )
+        yield connection
+
+
 # -- the series ---------------------------------------------------------------------------------------
 
 
@@ -203,15 +219,7 @@ def test_the_api_port_does_not_serve_metrics(client):
 def test_a_request_is_in_flight_while_it_is_served(api_url, shop):
     settled()  # the shop's creation leaves the gauge just after its answer: not counted twice below
     before = value(IN_FLIGHT)
-    parts = urlsplit(api_url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
-        connection.sendall(
-            (
-                f"POST /shops/{shop['id']}/photos HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                f"Authorization: Bearer {WRITE_TOKEN}\r\nContent-Length: 100000\r\n"
-                "Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n"
-            ).encode()
-        )
+    with unfinished_upload(api_url, shop["id"]):
         wait_for(lambda: value(IN_FLIGHT) == before + 1, what="the upload counting as in flight")
     wait_for(lambda: value(IN_FLIGHT) == before, what="the abandoned upload leaving the gauge")
 
@@ -458,15 +466,7 @@ def test_a_worker_killed_mid_request_is_no_longer_in_flight(aws, tmp_path):
         wait_for(
             lambda: sample(service.scrape(), IN_FLIGHT) == 0, what="the workers counting the last requests"
         )
-        parts = urlsplit(service.url)
-        with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
-            connection.sendall(
-                (
-                    f"POST /shops/{shop['id']}/photos HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                    f"Authorization: Bearer {WRITE_TOKEN}\r\nContent-Length: 100000\r\n"
-                    "Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n"
-                ).encode()
-            )
+        with unfinished_upload(service.url, shop["id"]):
             wait_for(
                 lambda: sample(service.scrape(), IN_FLIGHT) == 1, what="the upload counting as in flight"
             )
