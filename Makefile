@@ -114,7 +114,7 @@ test-playbooks: venv host-deps
 test-sandbox: venv host-deps
 	pytest -q -p no:cacheprovider tests/sandbox/test_hosts.py tests/sandbox/test_embedded_aws_realism.py \
 	  tests/sandbox/test_load_balancers.py tests/sandbox/test_console_output.py tests/sandbox/test_dynamodb_point_in_time.py \
-	  tests/sandbox/test_machines_package.py
+	  tests/sandbox/test_machines_package.py tests/sandbox/test_budgets_update.py
 
 test-molecule: venv host-deps
 	SANDBOX_AWS_REALISM=1 molecule test -s provision
@@ -124,9 +124,18 @@ test-molecule: venv host-deps
 	done
 	molecule test -s site
 
-# The whole site on a qemu VM (molecule `vm`): minutes under TCG, so it has a target of its own.
+# The whole site on a qemu VM (molecule `vm`): minutes under TCG, so it has a target of its own. Its
+# embedded AWS listens on a port of its own, so that it runs beside the other scenarios (`make test`).
+VM_AWS_ENDPOINT := http://127.0.0.1:5001
 test-molecule-vm: venv vm-deps
 	SANDBOX_VM_TESTS=1 pytest -q -p no:cacheprovider tests/sandbox/test_vms.py
-	molecule test -s vm
+	SANDBOX_AWS_ENDPOINT=$(VM_AWS_ENDPOINT) molecule test -s vm
 
-test: lint test-service test-playbooks test-sandbox test-molecule test-molecule-vm
+# Three phases. Stages that each keep about one core of two busy run side by side, their output
+# printed whole as each ends: lint, the service's tests and the sandbox's; then the playbook tests,
+# which use both cores alone; then the nspawn scenarios beside the VM's (a qemu process, one core).
+# Everything the phases install comes first, so that no two apt runs meet.
+test: venv host-deps vm-deps
+	$(MAKE) --no-print-directory --output-sync=target -j3 lint test-service test-sandbox
+	$(MAKE) --no-print-directory test-playbooks
+	$(MAKE) --no-print-directory --output-sync=target -j2 test-molecule test-molecule-vm

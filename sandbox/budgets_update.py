@@ -5,9 +5,9 @@ moto answers UpdateBudget, DescribeSubscribersForNotification, CreateSubscriber 
 classes, in the server's process, as AWS behaves:
 
 - UpdateBudget replaces the budget's definition with ``NewBudget`` in place: the budget object stays (its
-  notifications and their subscribers too, which UpdateBudget never touches), and so does its spend
-  (``CalculatedSpend``, recomputed by AWS, not given by the caller); ``LastUpdatedTime`` is now. Unknown
-  budgets answer NotFoundException, as AWS does.
+  notifications and their subscribers too, which UpdateBudget never touches); ``CalculatedSpend`` is
+  AWS's, never the caller's (AWS: zero until new usage data; moto's is zero anyway); ``LastUpdatedTime``
+  is now. Unknown budgets answer NotFoundException, as AWS does. (tests/sandbox/test_budgets_update.py)
 - DescribeSubscribersForNotification lists a notification's subscribers; CreateSubscriber and
   DeleteSubscriber add and remove one (a duplicate answers DuplicateRecordException). An unknown
   notification answers NotFoundException.

@@ -135,11 +135,11 @@ def pytest_configure(config):
 # a group by rewriting `item._nodeid`, which pytest 9 no longer reads.)
 SLOWEST_MODULES_FIRST = (
     "test_load_balancer",
-    "test_failures",
+    "test_load_balancer_rotation",
+    "test_booted_stack",
     "test_any_controller",
-    "test_first_run",
-    "test_prometheus_targets",
     "test_cost_guardrails",
+    "test_first_run",
     "test_provision",
     "test_operator_policy",
     "test_backup_restore",

@@ -48,6 +48,13 @@ options:
         type: str
         default: ""
       instance_filters: {description: EC2 filters of the API instances; empty reads none., type: dict, default: {}}
+      burstable_families:
+        description:
+          - Instance families that earn CPU credits (C(t2), C(t3)...). Each running instance of one of them
+            gets C(cpu_credits), its credit mode (standard or unlimited), read in the same run.
+        type: list
+        elements: str
+        default: []
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -91,8 +98,8 @@ stack:
       "proto from-to source description" string per source, sorted), tags}; instance_profile {role
       {description, trust_policy, tags, profile_roles}, policy}; table {key_schema, sse,
       point_in_time_recovery, tags}; bucket {object_ownership, public_access, policy, encryption,
-      versioning, tags}; instances (as amazon.aws.ec2_instance_info returns them) and the
-      instance_filters they were read with.
+      versioning, tags}; instances (as amazon.aws.ec2_instance_info returns them, with cpu_credits on
+      the running ones of the burstable_families) and the instance_filters they were read with.
   returned: with stack
   type: dict
 """
@@ -344,7 +351,7 @@ def read_bucket(s3, name, account_id):
     )
 
 
-def read_instances(ec2, filters):
+def read_instances(ec2, filters, burstable_families):
     pages = ec2.get_paginator("describe_instances").paginate(Filters=ansible_dict_to_boto3_filter_list(filters))
     instances = []
     for page in pages:
@@ -353,6 +360,16 @@ def read_instances(ec2, filters):
                 found = camel_dict_to_snake_dict(instance)
                 found["tags"] = tags_of(instance.get("Tags"))
                 instances.append(found)
+    # The credit mode is not in DescribeInstances; roles/api_instances changes only the ones that differ.
+    burstable = {
+        i["instance_id"]: i
+        for i in instances
+        if i["state"]["name"] == "running" and i["instance_type"].split(".")[0] in burstable_families
+    }
+    if burstable:
+        specifications = ec2.describe_instance_credit_specifications(InstanceIds=sorted(burstable))
+        for specification in specifications["InstanceCreditSpecifications"]:
+            burstable[specification["InstanceId"]]["cpu_credits"] = specification["CpuCredits"]
     return sorted(instances, key=lambda i: i["launch_time"])
 
 
@@ -372,7 +389,7 @@ def stack_facts(client, names, account_id, vpc_id):
         bucket = names["bucket"].replace("{account_id}", account_id)
         stack["bucket"] = read_bucket(client("s3"), bucket, account_id)
     if names["instance_filters"]:
-        stack["instances"] = read_instances(client("ec2"), names["instance_filters"])
+        stack["instances"] = read_instances(client("ec2"), names["instance_filters"], names["burstable_families"])
         # The role that owns the instances trusts this read only when it selects them the same way.
         stack["instance_filters"] = names["instance_filters"]
     return stack
@@ -397,6 +414,7 @@ def main():
                     table=dict(type="str", default=""),
                     bucket=dict(type="str", default=""),
                     instance_filters=dict(type="dict", default={}),
+                    burstable_families=dict(type="list", elements="str", default=[]),
                 ),
             ),
         ),

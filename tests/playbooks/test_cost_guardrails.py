@@ -1,6 +1,7 @@
 """The cost guardrails and alarms (roles/cost_guardrails) against the embedded AWS: what provisioning sets up,
-that the instances' alarms follow the running instances through scale-down, reprovisioning and teardown, the
-dashboard's metrics, the budget updated in place, and what teardown keeps."""
+that the instances' alarms follow the running instances through scale-down and teardown (and through a
+reprovision's replacement: test_load_balancer.py), the dashboard's metrics, the budget updated in place,
+and what teardown keeps."""
 
 import json
 
@@ -361,15 +362,7 @@ def test_alarms_and_dashboard_follow_the_instances_and_the_load_balancer(run_pla
     assert_stack_alarms(aws, load_balancer=True)
     assert_dashboard_names_existing_metrics(aws, load_balancer=True)
 
-    # Reprovisioning replaces the oldest instance: the new one's alarms, none left for the old one.
-    before = running_instances(aws)
-    # It boots, configures and smoke-tests the new instance before it terminates the old one: a sandbox host.
-    replaced = run_playbook("playbooks/reprovision.yml", extra_vars=two, boot_hosts=True)
-    assert replaced.returncode == 0, replaced.output[-3000:]
-    assert len(running_instances(aws)) == 2
-    assert running_instances(aws) != before
-    assert_stack_alarms(aws, load_balancer=True)
-    assert_dashboard_names_existing_metrics(aws, load_balancer=True)
+    # (A reprovision's replacement, on booted hosts: tests/playbooks/test_load_balancer.py.)
 
     # Without the load balancer: its alarms and widgets go, the instances' stay.
     alone = run_playbook("playbooks/provision.yml", extra_vars={**two, "api_load_balancer": False})
@@ -378,8 +371,7 @@ def test_alarms_and_dashboard_follow_the_instances_and_the_load_balancer(run_pla
     assert_dashboard_names_existing_metrics(aws, load_balancer=False)
 
     # Teardown keeping the data: no instance alarm or dashboard left, the account's guardrails stay.
-    # (With the sandbox hosts: it takes the reprovisioned instance's machine away too.)
-    kept = run_playbook("playbooks/teardown.yml", extra_vars=VARS, boot_hosts=True)
+    kept = run_playbook("playbooks/teardown.yml", extra_vars=VARS)
     assert kept.returncode == 0, kept.output[-3000:]
     assert set(alarms(aws, f"{PROJECT}-")) == {BILLING_ALARM}
     assert dashboard(aws) is None

@@ -22,6 +22,7 @@ WRITES = {
     "policy": "instance_profile : Allow the API only its media objects and its datastore's items",
     "bucket": "media_bucket : Create the media bucket, encrypted, tagged, public-read under the media prefix only",
     "instances": "api_instances : Find the API instances",
+    "cpu_credits": "api_instances : Set the CPU credit mode of the running burstable instances",
 }
 
 
@@ -82,7 +83,8 @@ def test_a_rerun_skips_every_aws_write_and_drift_is_undone_by_the_role_that_owns
     repaired = run_playbook("playbooks/provision.yml", extra_vars=VARS)
     assert repaired.returncode == 0, repaired.output[-3000:]
     ran = task_results(repaired.output)
-    drifted = [name for name in WRITES if name != "instances"]
+    # (The embedded AWS cannot change a credit mode: test_metrics_ports.py shows one that differs.)
+    drifted = [name for name in WRITES if name not in ("instances", "cpu_credits")]
     assert {name: ran.get(WRITES[name]) for name in drifted} == {name: "changed" for name in drifted}
 
     # What AWS holds again is what the roles ask for.

@@ -5,7 +5,7 @@ The stand-in records what it was sent, so the tests check the requests (token, J
 bytes in the multipart part, the final DELETE) as well as each way the module must fail, and that it
 cleans up after every one of them. The real API (DynamoDB and a versioned bucket, as deployed) shows
 that nothing is left in the table or the bucket, not even a noncurrent version of the photo. The
-module also runs in molecule `site` and tests/playbooks/test_failures.py.
+module also runs in molecule `site` and tests/playbooks/test_booted_stack.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The site survives failures: an interrupted run (Ctrl-C or a killed job) and a crashed service.
+"""One stack of two instances on sandbox hosts, made through interrupted runs, then used for what needs
+booted hosts: the metrics and their scrape targets, a crashed service, a teardown to nothing.
 
-These tests run the whole site.yml on sandbox hosts (root, systemd-nspawn) against an embedded AWS of
-their own, a few minutes in all. Every sandbox host they boot is stopped at the end.
+The tests share the stack (one embedded AWS of the module's, hosts booted once) and run in this order; a
+test whose stack an earlier one failed to make makes it itself. Every sandbox host is stopped at the end.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +30,8 @@ STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR") or REPO / ".sandbox").resol
 PROJECT = "ranker-fail"
 INSTANCES = 2
 API_PORT = 11373
+API_METRICS_PORT = 11374
+NODE_EXPORTER_PORT = 9100
 UNIT = "coffee-ranker-api"
 
 # The last task of provisioning that launches instances, and the one that installs the service.
@@ -61,15 +65,18 @@ def running_instances(aws) -> list[str]:
     return sorted(i["InstanceId"] for r in reservations for i in r["Instances"])
 
 
-@pytest.fixture
-def site(run_playbook, aws):
-    """run_playbook with the sandbox's dynamic inventory, as `-i inventory/sandbox` has it: day-2
+@pytest.fixture(scope="module")
+def site(module_playbook_runner, embedded_aws, tmp_path_factory):
+    """The module's runner with the sandbox's dynamic inventory, as `-i inventory/sandbox` has it: day-2
     playbooks (verify.yml) find the instances by tag. Tears the project down at the end, whatever
     happened, and stops any host of the project that is still running."""
+    run_playbook, aws = module_playbook_runner, embedded_aws
     run_playbook.use_dynamic_inventory(PROJECT)
+    targets_file = tmp_path_factory.mktemp("prometheus") / f"{PROJECT}.json"
+    common = {"project_name": PROJECT, "api_instance_count": INSTANCES, "prometheus_targets_file": str(targets_file)}
 
-    def run(playbook: str, **extra_vars):
-        return run_playbook(playbook, extra_vars={"project_name": PROJECT, **extra_vars}, boot_hosts=True)
+    def run(playbook: str, *args: str, **extra_vars):
+        return run_playbook(playbook, *args, extra_vars={**common, **extra_vars}, boot_hosts=True)
 
     def interrupted(after_task: str, signal_number: int, **extra_vars) -> str:
         """Run site.yml and send the signal to its whole process group (as Ctrl-C in a terminal, or a CI
@@ -77,7 +84,7 @@ def site(run_playbook, aws):
         variables = {
             "controller_secrets_dir": str(run_playbook.secrets),
             "machines_role": "sandbox_hosts",
-            "project_name": PROJECT,
+            **common,
             **extra_vars,
         }
         command = [str(VENV_BIN / "ansible-playbook"), "-i", str(run_playbook.inventory), str(REPO / "site.yml")]
@@ -130,13 +137,27 @@ def site(run_playbook, aws):
         assert process.returncode != 0, text[-3000:]
         return text
 
+    def converged() -> None:
+        """Make the stack unless an earlier test left it running."""
+        if len(running_instances(aws)) != INSTANCES or len(sandbox_hosts()) != INSTANCES:
+            made = run("site.yml")
+            assert made.returncode == 0, made.output[-3000:]
+
     run.interrupted = interrupted
+    run.converged = converged
+    run.targets_file = targets_file
+    run.secrets = run_playbook.secrets
     yield run
 
-    torn_down = run("playbooks/teardown.yml", teardown_delete_data=True)
+    # test_teardown_leaves_nothing tears the stack down; this, only what a failed test left.
+    left = (
+        any(aws.project_resources(PROJECT).values())
+        or f"{PROJECT}-data" in aws.client("dynamodb").list_tables()["TableNames"]
+    )
+    torn_down = run("playbooks/teardown.yml", teardown_delete_data=True) if left else None
     for instance_id in sandbox_hosts():
         subprocess.run([str(HOSTS), "stop", f"{PROJECT}-{instance_id}"], check=False)
-    assert torn_down.returncode == 0, torn_down.output[-3000:]
+    assert torn_down is None or torn_down.returncode == 0, torn_down.output[-3000:]
 
 
 def assert_converged(aws, instance_count: int) -> None:
@@ -158,25 +179,85 @@ def assert_nothing_left(aws) -> None:
     assert host_state_dirs() == []
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_site_converges_after_interrupted_runs_and_tears_down_to_nothing(site, aws, signal_number):
-    # 1. Interrupted right after the instances were launched, before they got sandbox hosts.
-    site.interrupted(LAUNCH_TASK, signal_number, api_instance_count=INSTANCES)
+def test_site_converges_after_interrupted_runs(site, embedded_aws):
+    aws = embedded_aws
+    # 1. Ctrl-C right after the instances were launched, before they got sandbox hosts.
+    site.interrupted(LAUNCH_TASK, signal.SIGINT)
     assert len(running_instances(aws)) == INSTANCES
     assert sandbox_hosts() == {}
 
-    # 2. The next run launches nothing more; it is interrupted right after installing the service.
-    site.interrupted(INSTALL_TASK, signal_number, api_instance_count=INSTANCES)
+    # 2. The next run launches nothing more; its job is killed (SIGKILL: no handler of Ansible's runs)
+    # right after the service was installed.
+    site.interrupted(INSTALL_TASK, signal.SIGKILL)
     assert_converged(aws, INSTANCES)
 
     # 3. The next run completes: configured, verified, and no orphan of the interrupted runs.
-    completed = site("site.yml", api_instance_count=INSTANCES)
+    completed = site("site.yml")
     assert completed.returncode == 0, completed.output[-3000:]
     assert_converged(aws, INSTANCES)
 
-    torn_down = site("playbooks/teardown.yml", teardown_delete_data=True)
-    assert torn_down.returncode == 0, torn_down.output[-3000:]
-    assert_nothing_left(aws)
+
+def host_address(instance_id: str) -> str:
+    return sandbox_hosts()[instance_id]["address"]
+
+
+def port_answers(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_rerun_changes_nothing_and_the_metrics_answer_the_monitoring_network_at_the_targets_written(
+    site, embedded_aws
+):
+    aws = embedded_aws
+    site.converged()
+    # After the interrupted runs too, a rerun changes nothing on any host.
+    rerun = site("site.yml")
+    assert rerun.returncode == 0, rerun.output[-5000:]
+    assert {host: recap["changed"] for host, recap in rerun.recaps.items() if host.startswith("i-")} == dict.fromkeys(
+        running_instances(aws), 0
+    ), rerun.output[-5000:]
+
+    # The summary's contract line, and the file it names: each instance's two targets, sorted by id.
+    assert f"Prometheus targets: {site.targets_file}" in rerun.text
+    reservations = aws.client("ec2").describe_instances(InstanceIds=running_instances(aws))["Reservations"]
+    zones = {i["InstanceId"]: i["Placement"]["AvailabilityZone"] for r in reservations for i in r["Instances"]}
+    expected = []
+    for instance_id in sorted(zones):
+        labels = {"instance_id": instance_id, "zone": zones[instance_id], "project": PROJECT}
+        address = host_address(instance_id)
+        expected += [
+            {"targets": [f"{address}:{API_METRICS_PORT}"], "labels": {"job": "coffee-ranker-api", **labels}},
+            {"targets": [f"{address}:{NODE_EXPORTER_PORT}"], "labels": {"job": "node", **labels}},
+        ]
+    assert json.loads(site.targets_file.read_text()) == expected
+    assert oct(site.targets_file.stat().st_mode & 0o777) == "0o644"
+
+    for instance_id in zones:
+        address = host_address(instance_id)
+        # node_exporter, from the package, with the useful collectors only, reached from the monitoring network.
+        with urllib.request.urlopen(f"http://{address}:{NODE_EXPORTER_PORT}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert "node_uname_info" in metrics
+        assert 'node_scrape_collector_success{collector="cpu"} 1' in metrics
+        assert 'collector="hwmon"' not in metrics
+        assert 'collector="zfs"' not in metrics
+        # The API's own metrics, on their port, reached from the same network.
+        with urllib.request.urlopen(f"http://{address}:{API_METRICS_PORT}/metrics", timeout=10) as response:
+            api_metrics = response.read().decode()
+        assert "coffee_ranker_build_info{" in api_metrics
+        assert "coffee_ranker_http_requests_total{" in api_metrics  # the smoke test's requests were counted
+
+    # A monitoring network the controller is not in: the host firewall closes both metrics ports to it.
+    elsewhere = site("playbooks/configure.yml", "--tags", "host_firewall", monitoring_cidr="172.31.0.0/16")
+    assert elsewhere.returncode == 0, elsewhere.output[-5000:]
+    address = host_address(sorted(zones)[0])
+    assert not port_answers(address, NODE_EXPORTER_PORT)
+    assert not port_answers(address, API_METRICS_PORT)
+    assert port_answers(address, API_PORT), "the API port stays open to everyone"
 
 
 def ssh(host: dict, key: Path, command: str) -> subprocess.CompletedProcess:
@@ -184,11 +265,10 @@ def ssh(host: dict, key: Path, command: str) -> subprocess.CompletedProcess:
     return subprocess.run(arguments, capture_output=True, text=True, timeout=60)
 
 
-def test_systemd_restarts_a_killed_service_and_verify_passes_again(site, run_playbook):
-    converged = site("site.yml")
-    assert converged.returncode == 0, converged.output[-3000:]
-    [(instance_id, host)] = sandbox_hosts().items()
-    key = run_playbook.secrets / "ssh" / PROJECT
+def test_systemd_restarts_a_killed_service_and_verify_passes_again(site):
+    site.converged()
+    instance_id, host = sorted(sandbox_hosts().items())[0]
+    key = site.secrets / "ssh" / PROJECT
 
     def main_pid() -> str:
         result = ssh(host, key, f"systemctl show --property=MainPID --value {UNIT}")
@@ -215,10 +295,15 @@ def test_systemd_restarts_a_killed_service_and_verify_passes_again(site, run_pla
     restarts = ssh(host, key, f"systemctl show --property=NRestarts --value {UNIT}").stdout.strip()
     assert int(restarts) >= 1
 
-    # verify.yml alone finds the instance through the dynamic inventory, as an operator runs it.
+    # verify.yml alone finds the instances through the dynamic inventory, as an operator runs it.
     verified = site("playbooks/verify.yml")
     assert verified.returncode == 0, verified.output[-3000:]
-    recap = next(line for line in verified.output.splitlines() if line.startswith(instance_id))
-    counts = {key: int(value) for key, value in (part.split("=") for part in recap.split()[2:])}
-    assert counts["failed"] == 0, recap
-    assert counts["ok"] > 0, recap
+    assert verified.recaps[instance_id]["failed"] == 0, verified.output[-3000:]
+    assert verified.recaps[instance_id]["ok"] > 0, verified.output[-3000:]
+    assert verified.recap["changed"] == 0, "the targets file was rewritten"
+
+
+def test_teardown_leaves_nothing(site, embedded_aws):
+    torn_down = site("playbooks/teardown.yml", teardown_delete_data=True)
+    assert torn_down.returncode == 0, torn_down.output[-3000:]
+    assert_nothing_left(embedded_aws)
