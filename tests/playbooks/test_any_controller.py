@@ -140,7 +140,7 @@ def test_several_controllers_run_one_stack_without_breaking_each_other(controlle
     first = run_a("site.yml", ssh_admin_cidr=OLD_ADMIN_CIDR, monitoring_cidr=NEW_ADMIN_CIDR)
     assert first.returncode == 0, first.output[-5000:]
     (instance_id,) = instance_changes(first)
-    token = (a_secrets / "api-write-token").read_text().strip()
+    token = (a_secrets / f"{PROJECT}.api-write-token").read_text().strip()
     private_key = (a_secrets / "ssh" / PROJECT).read_bytes()
     ssm = aws.client("ssm")
     stored = ssm.get_parameter(Name=f"/{PROJECT}/api/write-token", WithDecryption=True)["Parameter"]
@@ -172,7 +172,7 @@ def test_several_controllers_run_one_stack_without_breaking_each_other(controlle
     second = run_b("site.yml")
     assert second.returncode == 0, second.output[-5000:]
     assert instance_changes(second) == {instance_id: 0}, changed_tasks(second)
-    assert (clone / ".secrets" / "api-write-token").read_text().strip() == token
+    assert (clone / ".secrets" / f"{PROJECT}.api-write-token").read_text().strip() == token
     assert (clone / ".secrets" / "ssh" / PROJECT).read_bytes() == private_key
     assert oct((clone / ".secrets" / "ssh" / PROJECT).stat().st_mode & 0o777) == "0o600"
     api = f"http://{host_record(instance_id)['address']}:11373"
@@ -187,7 +187,7 @@ def test_several_controllers_run_one_stack_without_breaking_each_other(controlle
     assert recovered.returncode == 0, recovered.output[-5000:]
     assert instance_changes(recovered) == {instance_id: 0}, changed_tasks(recovered)
     assert (a_secrets / "ssh" / PROJECT).read_bytes() == private_key
-    assert (a_secrets / "api-write-token").read_text().strip() == token
+    assert (a_secrets / f"{PROJECT}.api-write-token").read_text().strip() == token
 
     # --limit on deploy and verify from a controller with nothing local.
     for playbook in ("playbooks/deploy.yml", "playbooks/verify.yml"):

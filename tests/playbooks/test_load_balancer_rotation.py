@@ -52,7 +52,7 @@ def test_the_write_token_rotates_without_one_failed_read_or_write(fleet):
     new = fleet.token()
     assert new != old
     assert f"Write token: ssm:/{fleet.project}/api/write-token" in rotated.text
-    assert (fleet.runner.secrets / "api-write-token").read_text().strip() == new
+    assert (fleet.runner.secrets / f"{fleet.project}.api-write-token").read_text().strip() == new
     # Afterwards only the new token writes, on every instance (the load balancer spreads the tries).
     assert {fleet.write_with(old) for _ in range(6)} == {401}
     assert {fleet.write_with(new) for _ in range(6)} == {201}

@@ -60,6 +60,26 @@ def test_a_lost_private_key_is_fetched_from_the_account_and_the_key_pair_stays(r
     assert result.recap["changed"] == 0, result.output[-3000:]
 
 
+def test_two_stacks_from_one_controller_keep_a_write_token_each(run_playbook, aws):
+    """Two projects from one checkout (an environment each): each caches its own token, and tearing one
+    down leaves the other's (one shared file made each stack's runs read the other's token)."""
+    ssm, other = aws.client("ssm"), "ranker-pytest-two"
+    for project in (PROJECT, other):
+        made = run_playbook("playbooks/provision.yml", extra_vars={"project_name": project})
+        assert made.returncode == 0, made.output[-3000:]
+    tokens = {}
+    for project in (PROJECT, other):
+        stored = ssm.get_parameter(Name=f"/{project}/api/write-token", WithDecryption=True)["Parameter"]["Value"]
+        tokens[project] = (run_playbook.secrets / f"{project}.api-write-token").read_text().strip()
+        assert tokens[project] == stored, project
+    assert tokens[PROJECT] != tokens[other]
+
+    removed = run_playbook("playbooks/teardown.yml", extra_vars={"project_name": other, "teardown_delete_data": True})
+    assert removed.returncode == 0, removed.output[-3000:]
+    assert not (run_playbook.secrets / f"{other}.api-write-token").exists()
+    assert (run_playbook.secrets / f"{PROJECT}.api-write-token").read_text().strip() == tokens[PROJECT]
+
+
 def test_a_key_pair_whose_private_key_is_nowhere_stops_the_run_with_the_way_out(run_playbook, aws):
     assert run_playbook("playbooks/provision.yml", extra_vars=VARS).returncode == 0
     aws.client("ssm").delete_parameter(Name=f"/{PROJECT}/ssh/private-key")

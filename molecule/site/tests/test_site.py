@@ -61,7 +61,7 @@ def apis(instance_ids, sandbox_hosts):
 @pytest.fixture(scope="module")
 def write_token():
     # The stack's own write token (api_write_token empty): kept in SSM, this controller's copy in .secrets/.
-    return (REPOSITORY / ".secrets" / "api-write-token").read_text().strip()
+    return (REPOSITORY / ".secrets" / f"{PROJECT}.api-write-token").read_text().strip()
 
 
 def authorised(token):
