@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Dict, Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -100,6 +101,26 @@ def create_table(dynamodb, name: str) -> None:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+@contextlib.contextmanager
+def unfinished_upload(
+    url: str, shop_id: str, body_start: bytes, content_length: int
+) -> Iterator[socket.socket]:
+    """A photo upload whose headers and ``body_start`` (of a multipart body of ``content_length`` bytes,
+    boundary ``x``) are sent and whose rest never comes: the request stays in flight until the connection
+    closes at the end of the block."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
+        connection.sendall(
+            (
+                f"POST /shops/{shop_id}/photos HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Authorization: Bearer {WRITE_TOKEN}\r\nContent-Length: {content_length}\r\n"
+                "Content-Type: multipart/form-data; boundary=x\r\n\r\n"
+            ).encode()
+            + body_start
+        )
+        yield connection
 
 
 @contextlib.contextmanager

@@ -2,9 +2,7 @@
 AWS message), and a client that walks away mid-upload is logged as such, not as a server error."""
 
 import logging
-import socket
 import time
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -14,7 +12,16 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from coffee_ranker.app import create_app
 from coffee_ranker.storage.factory import Storage
 from coffee_ranker.storage.s3 import S3ObjectStore
-from tests.support import AUTH, BUCKET, JPEG_BYTES, REGION, WRITE_TOKEN, free_port, multipart, serve_in_thread
+from tests.support import (
+    AUTH,
+    BUCKET,
+    JPEG_BYTES,
+    REGION,
+    free_port,
+    multipart,
+    serve_in_thread,
+    unfinished_upload,
+)
 from tests.test_api_shops import assert_problem
 
 
@@ -101,17 +108,8 @@ def test_a_dynamodb_failure_is_503(settings, storage, shop, monkeypatch, code):
 
 def test_a_client_that_abandons_an_upload_is_logged_as_an_abort(settings, storage, shop, caplog):
     with caplog.at_level(logging.INFO), serve_in_thread(create_app(settings, storage)) as url:
-        parts = urlsplit(url)
-        with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
-            connection.sendall(
-                (
-                    f"POST /shops/{shop['id']}/photos HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                    f"Authorization: Bearer {WRITE_TOKEN}\r\nContent-Length: 1000000\r\n"
-                    "Content-Type: multipart/form-data; boundary=x\r\n\r\n"
-                    '--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
-                ).encode()
-                + JPEG_BYTES
-            )
+        part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n' + JPEG_BYTES
+        with unfinished_upload(url, shop["id"], part, 1000000):
             time.sleep(0.3)  # the server is now waiting for the rest
         deadline = time.monotonic() + 10
         while (

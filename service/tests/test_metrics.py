@@ -17,7 +17,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Dict, Iterator
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -35,11 +34,11 @@ from coffee_ranker.storage.sqlite import SqliteRepository
 from tests.support import (
     AUTH,
     JPEG_BYTES,
-    WRITE_TOKEN,
     free_port,
     multipart,
     serve_in_thread,
     service_environ,
+    unfinished_upload,
     wait_until_ready,
 )
 from tests.test_api_shops import assert_problem
@@ -103,20 +102,9 @@ def wait_for(condition, timeout: float = 15, what: str = "the condition"):
         time.sleep(0.1)
 
 
-@contextlib.contextmanager
-def unfinished_upload(url: str, shop_id: str) -> Iterator[socket.socket]:
-    """A photo upload whose headers and first body bytes are sent and whose rest never comes: the request
-    stays in flight until the connection closes at the end of the block."""
-    parts = urlsplit(url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
-        connection.sendall(
-            (
-                f"POST /shops/{shop_id}/photos HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                f"Authorization: Bearer {WRITE_TOKEN}\r\nContent-Length: 100000\r\n"
-                "Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n"
-            ).encode()
-        )
-        yield connection
+def open_upload(url: str, shop_id: str):
+    """An upload that stays in flight until the block ends (only the multipart body's first boundary sent)."""
+    return unfinished_upload(url, shop_id, b"--x\r\n", 100000)
 
 
 # -- the series ---------------------------------------------------------------------------------------
@@ -219,7 +207,7 @@ def test_the_api_port_does_not_serve_metrics(client):
 def test_a_request_is_in_flight_while_it_is_served(api_url, shop):
     settled()  # the shop's creation leaves the gauge just after its answer: not counted twice below
     before = value(IN_FLIGHT)
-    with unfinished_upload(api_url, shop["id"]):
+    with open_upload(api_url, shop["id"]):
         wait_for(lambda: value(IN_FLIGHT) == before + 1, what="the upload counting as in flight")
     wait_for(lambda: value(IN_FLIGHT) == before, what="the abandoned upload leaving the gauge")
 
@@ -466,7 +454,7 @@ def test_a_worker_killed_mid_request_is_no_longer_in_flight(aws, tmp_path):
         wait_for(
             lambda: sample(service.scrape(), IN_FLIGHT) == 0, what="the workers counting the last requests"
         )
-        with unfinished_upload(service.url, shop["id"]):
+        with open_upload(service.url, shop["id"]):
             wait_for(
                 lambda: sample(service.scrape(), IN_FLIGHT) == 1, what="the upload counting as in flight"
             )
