@@ -16,10 +16,16 @@ CLIENT_OPTIONS = ("BatchMode=yes", "StrictHostKeyChecking=no", "UserKnownHostsFi
 
 
 def ssh_command(user: str, address: str, port: int, key: Path, command: str, connect_timeout: float) -> list[str]:
-    """The ssh command line that runs `command` as `user` on a machine, logging in with the private `key`."""
+    """The ssh command line that runs `command` as `user` on a machine, logging in with the private `key`.
+
+    `-n`: ssh makes its stdin non-blocking for the session and puts it back only when it exits, so one
+    killed on a timeout leaves the caller's stdin non-blocking, and every ansible started after it with
+    that stdin refuses to run ("Ansible requires blocking IO"). No command here reads stdin.
+    """
     options = [*CLIENT_OPTIONS, f"ConnectTimeout={connect_timeout:g}"]
     return [
         "ssh",
+        "-n",
         *(word for option in options for word in ("-o", option)),
         "-i",
         str(key),

@@ -172,7 +172,7 @@ class Fleet:
             ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
              "-o", f"UserKnownHostsFile={known_hosts}", "-o", f"HostKeyAlias={instance_id}", "-o",
              "StrictHostKeyChecking=yes", f"{record['user']}@{record['address']}", command],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
     def write_with(self, token: str) -> int:

@@ -56,7 +56,7 @@ def on_host(instance_id: str, key: Path, command: str) -> str:
     done = subprocess.run(
         ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
          "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", f"{record['user']}@{record['address']}", command],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True, text=True, timeout=60, check=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return done.stdout
 

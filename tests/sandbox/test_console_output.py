@@ -140,7 +140,8 @@ def test_an_instance_without_a_machine_gets_motos_answer(kind_aws, host):
 
 @pytest.mark.parametrize("kind", ["hosts", "vms"])
 def test_the_unkind_mode_has_no_output_for_console_delay_seconds(tmp_path, kind):
-    delay = 3
+    # Long enough that the first read comes before it even beside other suites on two cores (3 s did not).
+    delay = 10
     with embedded_aws_server(
         realism=True, SANDBOX_AWS_REALISM_CONSOLE_DELAY=str(delay), SANDBOX_STATE_DIR=str(tmp_path)
     ) as aws:

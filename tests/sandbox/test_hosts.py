@@ -25,7 +25,7 @@ from sandbox_cli import SandboxTool, ssh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "sandbox"))
-from machines.ssh import CLIENT_OPTIONS, ssh_answers  # noqa: E402
+from machines.ssh import CLIENT_OPTIONS, ssh_answers, ssh_command  # noqa: E402
 
 HOSTS = REPO_ROOT / "sandbox" / "hosts"
 STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR") or REPO_ROOT / ".sandbox").resolve()
@@ -285,6 +285,24 @@ def test_a_reboot_keeps_the_instance_disk_address_and_identity(first_host, key):
     assert record_of("pytest-first")["pid"] == supervisor
     console = (HOSTS_DIR / "pytest-first" / "console.log").read_text(errors="replace")
     assert console.count("running 'init-local'") == 2, console[-2000:]
+
+
+def test_an_ssh_killed_mid_session_leaves_the_callers_stdin_blocking(first_host, key):
+    """What failed CI: an ssh of the tools killed on a timeout left the suite's stdin non-blocking, and the
+    ansible of a later test refused to start."""
+    read_end, write_end = os.pipe()
+    try:
+        command = ssh_command(first_host["user"], first_host["address"], 22, key, "echo in; sleep 30", 20)
+        session = subprocess.Popen(command, stdin=read_end, stdout=subprocess.PIPE, text=True)
+        try:
+            assert session.stdout.readline() == "in\n"  # the session is open
+        finally:
+            session.kill()
+            session.wait()
+        assert os.get_blocking(read_end), "the killed ssh left its caller's stdin non-blocking"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_ansible_reboot_module_sees_the_host_come_back(first_host, key, tmp_path):

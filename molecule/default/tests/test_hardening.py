@@ -155,6 +155,6 @@ def test_ubuntu_logs_in_anew_with_its_key_and_uses_sudo(host):
         f"{variables['ansible_user']}@{variables['ansible_host']}",
         "sudo -n true && id -un",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ubuntu"

@@ -107,7 +107,9 @@ def fresh_login(host, tmp_path):
 
 
 def test_a_new_login_with_the_scenario_key_can_use_sudo(fresh_login):
-    result = subprocess.run([*fresh_login, "sudo -n true && id -un"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*fresh_login, "sudo -n true && id -un"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == USER
 
