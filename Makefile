@@ -30,12 +30,15 @@ FIRST_BOOT_BUSY ?= 45
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
 
-#   make venv       create .venv with the pinned tooling (requirements.txt)
+#   make venv       create .venv with the pinned tooling (requirements-dev.txt, over requirements.txt)
+# The controller's runtime (requirements.txt, what the execution environment holds too), the tools of
+# CI's lint and tests, and the service with its tests: a change to any of the files reinstalls.
+VENV_REQUIREMENTS := requirements.txt requirements-dev.txt service/requirements-test.txt service/pyproject.toml
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt service/pyproject.toml
+$(VENV)/.installed: $(VENV_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 # Debian packages of the sandbox hosts (nspawn) and of the VMs (qemu): installs only what is missing.
@@ -84,18 +87,33 @@ operator-policy: venv
 	ANSIBLE_INVENTORY_IGNORE_REGEX='aws_ec2\.yml$$' ANSIBLE_INVENTORY_UNPARSED_WARNING=false ANSIBLE_LOCALHOST_WARNING=false \
 	  ansible-playbook -i inventory/aws playbooks/operator_policy.yml
 
+#   make ee-context   the execution environment's build context (ansible-builder create), into build/ee
+# Everything short of building the image, which needs podman or docker and the base image's registry.
+# ansible-builder installs the EE's ansible-core before requirements.txt, so the two pins must agree.
+EE_CONTEXT := build/ee
+.PHONY: ee-context
+ee-context: venv
+	rm -rf $(EE_CONTEXT)
+	ansible-builder create --file execution-environment.yml --context $(EE_CONTEXT) --output-filename Containerfile
+	test -s $(EE_CONTEXT)/Containerfile
+	test -s $(EE_CONTEXT)/_build/requirements.txt && test -s $(EE_CONTEXT)/_build/bindep.txt
+	core_pin=$$(grep -m1 '^ansible-core==' requirements.txt)
+	grep '^ARG ANSIBLE_INSTALL_REFS=' $(EE_CONTEXT)/Containerfile | grep -qwF "$$core_pin" || {
+	  echo "execution-environment.yml's ansible_core differs from requirements.txt's $$core_pin" >&2; exit 1; }
+
 #   make bench      benchmarks: the service on loopback, site.yml on the sandbox (prints tables)
 bench: venv host-deps
 	python service/bench/bench.py
 	python bench/site_bench.py
 
-#   make lint       yamllint, ansible-lint (production profile), ruff
-lint: venv
+#   make lint       yamllint, ansible-lint (production profile), ruff, ansible-test sanity on the collection
+lint: venv ee-context
 	yamllint --strict .
 	ansible-lint --nocolor
 	ruff check . sandbox/hosts sandbox/vms
 	ruff format --check . sandbox/hosts sandbox/vms
 	service/tools/check-python38
+	tools/collection-sanity
 
 test-service: venv
 	pytest -q -p no:cacheprovider service/tests

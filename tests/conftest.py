@@ -138,6 +138,7 @@ SLOWEST_MODULES_FIRST = (
     "test_load_balancer_rotation",
     "test_booted_stack",
     "test_any_controller",
+    "test_installed_collection",
     "test_cost_guardrails",
     "test_first_run",
     "test_provision",

@@ -1,9 +1,12 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: an ACM certificate requested with DNS validation, found again by its domain and tags."""
 
 DOCUMENTATION = r"""
 module: acm_dns_certificate
 short_description: Request an ACM certificate validated by DNS, wait until it is issued, or delete it
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - community.aws.acm_certificate (7.2) only imports certificates; it cannot request one from ACM. This
     module requests one for a domain name with DNS validation and returns the CNAME record that proves
@@ -15,20 +18,49 @@ description:
   - With I(state=absent) every certificate of the domain carrying I(tags) is deleted; ACM refuses while
     a listener still uses one (ResourceInUseException), which is retried for a while.
 options:
-  domain_name: {description: The certificate's domain name, such as api.example.com., type: str, required: true}
+  domain_name:
+    description: The certificate's domain name, such as C(api.example.com).
+    type: str
+    required: true
   tags: {description: Tags on the certificate; also how it is found again., type: dict, required: true}
   state: {description: Present or absent., type: str, choices: [present, absent], default: present}
   wait: {description: Wait until it is issued (its validation record in place)., type: bool, default: false}
-  wait_timeout: {description: Seconds to wait for the issue, or for a listener to let go., type: int, default: 600}
+  wait_timeout:
+    description: Seconds to wait for the issue, or for a listener to let go.
+    type: int
+    default: 600
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
 """
 
+EXAMPLES = r"""
+- name: Request the load balancer's certificate; its validation record goes into the hosted zone
+  coffeeshop.ranker.acm_dns_certificate:
+    domain_name: api.example.com
+    tags: {Project: coffee-ranker}
+  register: certificate
+
+- name: Wait until ACM has issued it, once the validation record is in place
+  coffeeshop.ranker.acm_dns_certificate:
+    domain_name: api.example.com
+    tags: {Project: coffee-ranker}
+    wait: true
+
+- name: Delete it
+  coffeeshop.ranker.acm_dns_certificate:
+    domain_name: api.example.com
+    tags: {Project: coffee-ranker}
+    state: absent
+"""
+
 RETURN = r"""
 certificate_arn: {description: The certificate's ARN; empty when absent., returned: always, type: str}
-status: {description: ACM's status (PENDING_VALIDATION, ISSUED); empty when absent., returned: always, type: str}
+status:
+  description: ACM's status (C(PENDING_VALIDATION), C(ISSUED)); empty when absent.
+  returned: always
+  type: str
 validation_record:
   description:
     - The DNS record that proves the domain - name, type (CNAME) and value; {} until ACM has made it.

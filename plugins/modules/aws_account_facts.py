@@ -1,9 +1,12 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: what a first run needs to know about the AWS account, read in one module run."""
 
 DOCUMENTATION = r"""
 module: aws_account_facts
 short_description: The caller's account, its network for the instances, and the media bucket's standing
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - Reads, without changing anything, what decides whether a first run on an account can succeed, so
     that preflight stops with an operator-fixable message before anything is created.
@@ -61,13 +64,42 @@ extends_documentation_fragment:
   - amazon.aws.boto3
 """
 
+EXAMPLES = r"""
+- name: Read the account of the credentials
+  coffeeshop.ranker.aws_account_facts:
+  register: account
+
+- name: Read the network for the instances and the stack's key pair and table as they are now
+  coffeeshop.ranker.aws_account_facts:
+    network: true
+    instance_type: t3.micro
+    stack:
+      key_pair: coffee-ranker
+      table: coffee-ranker-data
+  register: account
+
+- name: Read who owns the media bucket, and the account's public access block
+  coffeeshop.ranker.aws_account_facts:
+    bucket_name: coffee-ranker-media-123456789012
+  register: bucket
+"""
+
 RETURN = r"""
 account_id: {description: Account of the credentials., returned: always, type: str}
 arn: {description: The caller's ARN., returned: always, type: str}
-partition: {description: Partition of the credentials (aws, aws-cn, aws-us-gov)., returned: always, type: str}
-vpc_id: {description: The VPC found, empty when there is none., returned: with network, type: str}
+partition:
+  description: Partition of the credentials (C(aws), C(aws-cn), C(aws-us-gov)).
+  returned: always
+  type: str
+vpc_id:
+  description: The VPC found, empty when there is none.
+  returned: with network
+  type: str
 vpc_is_default: {description: Whether it is the region's default VPC., returned: with network, type: bool}
-vpc_problem: {description: Why no VPC could be used, empty when one was found., returned: with network, type: str}
+vpc_problem:
+  description: Why no VPC could be used, empty when one was found.
+  returned: with network
+  type: str
 subnets:
   description: The candidate subnets, by zone, with what makes them usable for the instances.
   returned: with network
@@ -407,7 +439,8 @@ def main():
                 type="dict",
                 default={},
                 options=dict(
-                    key_pair=dict(type="str", default=""),
+                    # A key pair's name, not its key: nothing to hide from the log.
+                    key_pair=dict(type="str", default="", no_log=False),
                     security_group=dict(type="str", default=""),
                     instance_profile=dict(type="str", default=""),
                     policy=dict(type="str", default=""),

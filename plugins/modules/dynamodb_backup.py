@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: the stack's on-demand DynamoDB backups - taken, pruned, deleted, and restored into a
 new table that is checked before anything uses it.
 
@@ -12,6 +14,7 @@ convention - which carries what a native backup cannot carry as tags - lives in 
 DOCUMENTATION = r"""
 module: dynamodb_backup
 short_description: The stack's on-demand DynamoDB backups, and restores from them into a new, checked table
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - C(state=present) takes an on-demand backup of C(table), named
     C(<name_prefix><UTC time>.items.<count>), such as C(coffee-ranker.backup.20261205T143000Z.items.1234).
@@ -106,18 +109,18 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Back up the table
-  dynamodb_backup:
+  coffeeshop.ranker.dynamodb_backup:
     table: coffee-ranker-data
     name_prefix: coffee-ranker.backup.
 
 - name: Prune the stack's backups older than 35 days
-  dynamodb_backup:
+  coffeeshop.ranker.dynamodb_backup:
     state: pruned
     name_prefix: coffee-ranker.backup.
     retention_days: 35
 
 - name: Restore the newest backup into a new table, checked
-  dynamodb_backup:
+  coffeeshop.ranker.dynamodb_backup:
     state: restored
     name_prefix: coffee-ranker.backup.
     restore_from: latest

@@ -1,9 +1,12 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: a DynamoDB table with the protections community.aws.dynamodb_table cannot set."""
 
 DOCUMENTATION = r"""
 module: dynamodb_datastore
 short_description: A protected, on-demand DynamoDB table with a string partition and sort key
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - Creates the table with on-demand billing and server-side encryption under the AWS managed KMS key
     (aws/dynamodb), enables point-in-time recovery, and keeps its tags; or deletes it.
@@ -28,6 +31,18 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Keep the API's table, encrypted, with point-in-time recovery
+  coffeeshop.ranker.dynamodb_datastore:
+    name: coffee-ranker-data
+    tags: {Project: coffee-ranker}
+
+- name: Delete it
+  coffeeshop.ranker.dynamodb_datastore:
+    name: coffee-ranker-data
+    state: absent
 """
 
 RETURN = r"""

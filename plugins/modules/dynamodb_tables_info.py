@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: the project's DynamoDB tables - the one in use, the original, restored and retired
 ones - found by name prefix and Project tag, with their tags.
 
@@ -11,6 +13,7 @@ restores.
 DOCUMENTATION = r"""
 module: dynamodb_tables_info
 short_description: The project's DynamoDB tables, by name prefix and Project tag, with their tags
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - Lists the region's tables whose name begins with one of C(name_prefixes) (ListTables), and keeps
     those tagged C(Project=<project>), or whose whole name matches C(name_regex) (such as a table a
@@ -40,7 +43,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Find the project's tables
-  dynamodb_tables_info:
+  coffeeshop.ranker.dynamodb_tables_info:
     name_prefixes: [coffee-ranker-]
     project: coffee-ranker
   register: found

@@ -1,9 +1,12 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: an instance's SSH host keys, as cloud-init printed them on its console."""
 
 DOCUMENTATION = r"""
 module: ec2_host_keys
 short_description: Read instances' SSH host keys from their console output, waiting until EC2 has it
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - Before the first SSH connection to a new instance, its host keys are known only to the instance. On
     first boot cloud-init prints them to the console between C(-----BEGIN SSH HOST KEY KEYS-----) and
@@ -23,6 +26,19 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Read the new instances' ed25519 host keys from their console output
+  coffeeshop.ranker.ec2_host_keys:
+    instance_ids: [i-0123456789abcdef0]
+  register: read
+
+- name: Pin each one as a tag of its instance, where every controller finds it
+  amazon.aws.ec2_tag:
+    resource: "{{ item.key }}"
+    tags: {HostKey: "{{ item.value }}"}
+  loop: "{{ read.host_keys | dict2items }}"
 """
 
 RETURN = r"""

@@ -1,22 +1,41 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: the newest public image of a release, deprecated images included."""
 
 DOCUMENTATION = r"""
 module: ec2_newest_image
 short_description: The newest image of an owner matching a name pattern, or a pinned image, deprecated or not
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - AWS deprecates public images two years after their creation, and DescribeImages by owner and name
     then leaves them out unless IncludeDeprecated is asked. Every Ubuntu 18.04 image is deprecated, so
     amazon.aws.ec2_ami_info (7.x has no such option) finds none. This module asks with it.
   - Returns the newest available x86_64 image, with its deprecation time and whether that has passed.
 options:
-  owner: {description: Account id of the publisher (Canonical, the Debian project)., type: str, default: ""}
+  owner:
+    description: Account id of the publisher (Canonical, the Debian project).
+    type: str
+    default: ""
   name_pattern: {description: Image name pattern (wildcards as in DescribeImages filters)., type: str, default: ""}
   image_id: {description: A pinned image id; owner and name_pattern are then ignored., type: str, default: ""}
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Find the newest Ubuntu 18.04 image, deprecated as it is
+  coffeeshop.ranker.ec2_newest_image:
+    owner: "099720109477"
+    name_pattern: ubuntu/images/hvm-ssd*/ubuntu-*-18.04-amd64-server-*
+  register: newest
+
+- name: Describe a pinned image instead
+  coffeeshop.ranker.ec2_newest_image:
+    image_id: ami-0123456789abcdef0
+  register: pinned
 """
 
 RETURN = r"""

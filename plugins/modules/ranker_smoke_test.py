@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: the Coffee Shop Ranker's smoke test, as a client on the internet sees the API."""
 
 from __future__ import annotations
@@ -6,6 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: ranker_smoke_test
 short_description: Smoke-test a Coffee Shop Ranker API from the controller, leaving nothing behind
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - GET C(/healthz) and expect the status C(ok) in its JSON answer.
   - Then create a shop, upload a 1x1 PNG to it as C(multipart/form-data) (the part's bytes as they
@@ -56,6 +59,15 @@ extends_documentation_fragment:
   - amazon.aws.boto3
 """
 
+EXAMPLES = r"""
+- name: Smoke-test the API as a client sees it, then remove the test's shop and every version of its photo
+  coffeeshop.ranker.ranker_smoke_test:
+    base_url: http://203.0.113.7:11373
+    write_token: "{{ api_write_token }}"
+    shop_name: Smoke test
+    bucket: coffee-ranker-media-123456789012
+"""
+
 RETURN = r"""
 shop_id:
   description: Id of the shop the test created, and deleted again (absent in check mode).
@@ -82,9 +94,9 @@ import hashlib
 import json
 import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
+from ansible.module_utils.urls import open_url
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 # A valid 1x1 PNG (the API recognises images by their content).
@@ -117,9 +129,11 @@ def request(
 ) -> tuple[int, bytes]:
     """(status, body) of one HTTP request; HTTP error statuses are answers too, not exceptions."""
     method = method or ("GET" if data is None else "POST")
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:  # noqa: S310 (http/https only, below)
+        # Without the controller's ~/.netrc: the photo's fetch must stay anonymous, as a browser's is.
+        with open_url(
+            url, data=data, headers=headers or {}, method=method, timeout=timeout, use_netrc=False
+        ) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()

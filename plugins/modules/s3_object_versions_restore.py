@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: every object under a prefix of a versioned bucket back to what it was at a time.
 
 Why a module of our own: amazon.aws.s3_object 7.6 gets or copies one object (one version, when named),
@@ -10,6 +12,7 @@ per photo after a version listing no module makes.
 DOCUMENTATION = r"""
 module: s3_object_versions_restore
 short_description: Take every object under a prefix of a versioned bucket back to its state at a time
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - Lists every version and delete marker under C(prefix) (ListObjectVersions). For each key, the state
     at C(time) is the newest version or delete marker whose LastModified is not after it. S3 keeps
@@ -31,7 +34,10 @@ description:
 options:
   bucket: {description: The versioned bucket., type: str, required: true}
   prefix: {description: Only keys beginning with it (such as C(media/))., type: str, required: true}
-  time: {description: The time to go back to - ISO 8601 with a time zone, not in the future., type: str, required: true}
+  time:
+    description: The time to go back to - ISO 8601 with a time zone, not in the future.
+    type: str
+    required: true
   time_name:
     description: What messages call the time (the operator's variable it comes from).
     type: str
@@ -61,7 +67,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r"""
 - name: Take the photos back to the backup's time
-  s3_object_versions_restore:
+  coffeeshop.ranker.s3_object_versions_restore:
     bucket: sandbox-coffee-ranker-media-123456789012
     prefix: media/
     time: "2026-12-05T14:30:00Z"
@@ -80,7 +86,10 @@ restored: {description: How many keys got a version back., returned: always, typ
 deleted: {description: How many keys got a delete marker., returned: always, type: int}
 unchanged: {description: How many keys were as at that time already., returned: always, type: int}
 left: {description: How many keys differ but were left to an action not asked for., returned: always, type: int}
-time: {description: The time, in UTC ISO 8601., returned: always, type: str}
+time:
+  description: The time, in UTC ISO 8601.
+  returned: always
+  type: str
 """
 
 import re

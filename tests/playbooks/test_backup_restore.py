@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "restore_points", REPO / "roles" / "datastore_backup" / "filter_plugins" / "restore_points.py"
-)
+_spec = importlib.util.spec_from_file_location("restore_points", REPO / "plugins" / "filter" / "restore_points.py")
 restore_points = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(restore_points)
 

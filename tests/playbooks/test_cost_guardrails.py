@@ -251,7 +251,7 @@ def test_preflight_names_each_bad_cost_variable_and_its_rule(run_playbook, aws):
 
 
 # The role, then amazon.aws.cloudwatch_metric_alarm itself over every alarm the role wants: the role skips
-# the alarms its read finds equal (filter_plugins/cost_guardrails_alarms.py), and the module must agree.
+# the alarms its read finds equal (plugins/filter/cost_guardrails_alarms.py), and the module must agree.
 MODULE_AGREES = """
 - name: Reconcile the guardrails, then put every alarm with the module itself
   hosts: localhost
@@ -260,7 +260,7 @@ MODULE_AGREES = """
   module_defaults:
     group/amazon.aws.aws: "{{ aws_connection }}"
     group/community.aws.aws: "{{ aws_connection }}"
-    aws_account_facts: "{{ aws_connection }}"
+    group/coffeeshop.ranker.aws: "{{ aws_connection }}"
   tasks:
     - name: Read the AWS account of the credentials
       ansible.builtin.import_role:
@@ -391,6 +391,7 @@ GUARDRAILS_ONLY = """
   module_defaults:
     group/amazon.aws.aws: "{{ aws_connection }}"
     group/community.aws.aws: "{{ aws_connection }}"
+    group/coffeeshop.ranker.aws: "{{ aws_connection }}"
   roles:
     - role: cost_guardrails
       vars:

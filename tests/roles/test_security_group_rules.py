@@ -21,7 +21,7 @@ def load(path: str, name: str):
     return module
 
 
-rule_strings = load("roles/security_group/filter_plugins/rules.py", "security_group_rules").rule_strings
+rule_strings = load("plugins/filter/rules.py", "security_group_rules").rule_strings
 permission_strings = load("plugins/modules/aws_account_facts.py", "aws_account_facts").permission_strings
 
 SSH_RULE = {"proto": "tcp", "ports": [22], "cidr_ip": "203.0.113.7/32", "rule_desc": "SSH from the admin network"}

@@ -1,3 +1,5 @@
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The group's rules as roles/preflight reads them from AWS, to tell whether the group needs its module."""
 
 
@@ -14,7 +16,7 @@ def rule_strings(rules):
             value = rule.get(key) or []
             sources += [value] if isinstance(value, str) else list(value)
         for port in rule.get("ports") or []:
-            low, _, high = str(port).partition("-")
+            low, _dash, high = str(port).partition("-")
             for source in sources:
                 parts = [rule["proto"], f"{low}-{high or low}", source, rule.get("rule_desc") or ""]
                 strings.append(" ".join(part for part in parts if part))

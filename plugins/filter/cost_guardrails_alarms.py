@@ -1,3 +1,5 @@
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The cost guardrails' alarms and dashboard, as data (roles/cost_guardrails).
 
 - ``cost_guardrails_alarms``: every alarm the stack wants, as `amazon.aws.cloudwatch_metric_alarm`'s

@@ -1,24 +1,38 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: the CPU credit mode (standard or unlimited) of running burstable instances."""
 
 DOCUMENTATION = r"""
 module: ec2_instance_cpu_credits
 short_description: Set the CPU credit mode of existing burstable instances (t2, t3, t3a)
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - amazon.aws.ec2_instance applies cpu_credit_specification at launch only (RunInstances); an instance
     that runs already keeps its mode, such as t3's default unlimited, or an account's default for t2.
     This module reads the mode of each instance (DescribeInstanceCreditSpecifications) and changes
-    those that differ (ModifyInstanceCreditSpecification: no restart needed).
+    those that differ (ModifyInstanceCreditSpecification, which needs no restart).
   - Fails naming the instances and the AWS CLI command when the endpoint cannot change the mode (the
     embedded AWS, moto 5.2, answers every DescribeInstanceCreditSpecifications with standard and does
     not implement ModifyInstanceCreditSpecification).
 options:
-  instance_ids: {description: Running burstable instances., type: list, elements: str, required: true}
+  instance_ids:
+    description: Running burstable instances.
+    type: list
+    elements: str
+    required: true
   cpu_credits: {description: The mode they must have., type: str, choices: [standard, unlimited], required: true}
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Keep the API instances on standard CPU credits, which cost nothing beyond the hourly price
+  coffeeshop.ranker.ec2_instance_cpu_credits:
+    instance_ids: [i-0123456789abcdef0]
+    cpu_credits: standard
 """
 
 RETURN = r"""

@@ -1,3 +1,5 @@
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Where new API instances go: spread over the usable subnets, so one zone's outage leaves the others."""
 
 
@@ -16,7 +18,7 @@ def subnet_targets(subnet_ids, instances, wanted):
         if instance.get("subnet_id") in held:
             held[instance["subnet_id"]] += 1
     targets = dict(held)
-    for _ in range(max(int(wanted) - len(instances), 0)):
+    for _newcomer in range(max(int(wanted) - len(instances), 0)):
         fewest = min(subnet_ids, key=lambda subnet_id: (targets[subnet_id], subnet_ids.index(subnet_id)))
         targets[fewest] += 1
     return [{"subnet_id": s, "count": targets[s]} for s in subnet_ids if targets[s] > held[s]]

@@ -1,22 +1,17 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: one monthly AWS cost budget and its e-mail notifications.
 
-Why role-local: amazon.aws and community.aws 7.x have no AWS Budgets module. Everything else of the cost
-guardrails (topic, alarms, lifecycle rules) uses the collections' modules; this one covers Budgets only.
+Why a module of our own: amazon.aws and community.aws 7.x have no AWS Budgets module. Everything else of
+the cost guardrails (topic, alarms, lifecycle rules) uses the collections' modules; this one covers Budgets
+only.
 """
-
-import contextlib
-import math
-
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
-with contextlib.suppress(ImportError):  # AnsibleAWSModule reports the missing dependency.
-    from botocore.exceptions import BotoCoreError, ClientError
 
 DOCUMENTATION = r"""
 module: cost_guardrails_budget
 short_description: A monthly COST budget with actual and forecast e-mail notifications
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - Creates the budget C(name) of C(account_id) with a monthly limit of C(limit_usd), or updates it in
     place (UpdateBudget) when the limit differs, keeping its history and any setting this module does not
@@ -42,10 +37,45 @@ extends_documentation_fragment:
   - amazon.aws.boto3
 """
 
-RETURN = r"""
-budget: {description: Name, limit and notifications after the run (empty when absent)., returned: always, type: dict}
-actions: {description: What was changed (or would be in check mode), one sentence each., returned: always, type: list}
+EXAMPLES = r"""
+- name: Keep a monthly budget of 20 USD that e-mails at 80 % spent and at a forecast of 100 %
+  coffeeshop.ranker.cost_guardrails_budget:
+    name: coffee-ranker-monthly-cost
+    account_id: "123456789012"
+    region: us-east-1
+    limit_usd: 20
+    email: ops@example.com
+    notifications:
+      - {type: ACTUAL, percent: 80}
+      - {type: FORECASTED, percent: 100}
+
+- name: Delete the budget
+  coffeeshop.ranker.cost_guardrails_budget:
+    name: coffee-ranker-monthly-cost
+    account_id: "123456789012"
+    region: us-east-1
+    state: absent
 """
+
+RETURN = r"""
+budget:
+  description: Name, limit and notifications after the run (empty when absent).
+  returned: always
+  type: dict
+actions:
+  description: What was changed (or would be in check mode), one sentence each.
+  returned: always
+  type: list
+"""
+
+import contextlib
+import math
+
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+
+with contextlib.suppress(ImportError):  # AnsibleAWSModule reports the missing dependency.
+    from botocore.exceptions import BotoCoreError, ClientError
 
 
 # Budget fields AWS computes; UpdateBudget takes the rest of the budget as it stands.
@@ -98,6 +128,8 @@ class Budget:
         if not (math.isfinite(limit) and limit > 0):
             self.module.fail_json(msg=f"limit_usd must be a positive number of US dollars, not {limit}.")
         for item in self.params["notifications"]:
+            # Negated on purpose: `not percent > 0` refuses a NaN percent too, which `percent <= 0` lets through.
+            # pylint: disable-next=unnecessary-negation
             if item.get("type") not in ("ACTUAL", "FORECASTED") or not float(item.get("percent", 0)) > 0:
                 self.module.fail_json(msg=f"Each notification needs type ACTUAL or FORECASTED and percent > 0: {item}")
         limit_field = {"Amount": f"{limit:.2f}", "Unit": "USD"}

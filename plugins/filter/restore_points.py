@@ -1,3 +1,5 @@
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What restore.yml's operator variables name, worked out on the controller before any AWS call.
 
 `restore_point` reads restore_from or restore_photos_at; `restore_problems` returns one sentence per

@@ -1,23 +1,17 @@
 #!/usr/bin/python
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: one CloudWatch dashboard (PutDashboard, GetDashboard, DeleteDashboards).
 
-Why role-local: amazon.aws and community.aws 7.x have no CloudWatch dashboard module
+Why a module of our own: amazon.aws and community.aws 7.x have no CloudWatch dashboard module
 (`ansible-doc -l | grep -i dashboard` finds none). The body is compared as parsed JSON, so key order and
 spacing never make a rerun report a change.
 """
 
-import contextlib
-import json
-
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
-with contextlib.suppress(ImportError):  # AnsibleAWSModule reports the missing dependency.
-    from botocore.exceptions import BotoCoreError, ClientError
-
 DOCUMENTATION = r"""
 module: cost_guardrails_dashboard
 short_description: A CloudWatch dashboard, written only when its body differs
+author: Coffee Shop Ranker operations team (!UNKNOWN)
 description:
   - Puts the dashboard C(name) with C(body) when it is missing or its body differs (compared as JSON);
     deletes it with C(state=absent).
@@ -31,10 +25,39 @@ extends_documentation_fragment:
   - amazon.aws.boto3
 """
 
+EXAMPLES = r"""
+- name: Keep the dashboard of the stack's costs
+  coffeeshop.ranker.cost_guardrails_dashboard:
+    name: coffee-ranker
+    body:
+      widgets:
+        - type: metric
+          width: 12
+          height: 6
+          properties:
+            title: API CPU
+            region: eu-west-1
+            metrics: [[AWS/EC2, CPUUtilization, InstanceId, i-0123456789abcdef0]]
+
+- name: Delete it
+  coffeeshop.ranker.cost_guardrails_dashboard:
+    name: coffee-ranker
+    state: absent
+"""
+
 RETURN = r"""
 dashboard_arn: {description: The dashboard's ARN (when it exists)., returned: when it exists, type: str}
 messages: {description: CloudWatch's validation messages of the body written., returned: always, type: list}
 """
+
+import contextlib
+import json
+
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+
+with contextlib.suppress(ImportError):  # AnsibleAWSModule reports the missing dependency.
+    from botocore.exceptions import BotoCoreError, ClientError
 
 
 def main():

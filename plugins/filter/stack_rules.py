@@ -1,3 +1,5 @@
+# Copyright: Coffee Shop Ranker operations team
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Validation rules for operator input that Jinja alone cannot express clearly.
 
 Each filter returns a list of human sentences, one per broken rule; an empty list means valid.
