@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +22,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+
+# What a module whose tests boot sandbox hosts (sandbox/hosts) needs: `pytestmark = NEEDS_SANDBOX_HOSTS`.
+NEEDS_SANDBOX_HOSTS = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="sandbox hosts need root (mounts, namespaces, iptables)"),
+    pytest.mark.skipif(
+        shutil.which("systemd-nspawn") is None, reason="systemd-nspawn is missing: run sandbox/install-host-deps"
+    ),
+]
 
 
 def _free_port() -> int:

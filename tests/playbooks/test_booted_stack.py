@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import NEEDS_SANDBOX_HOSTS
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "sandbox"))  # the sandbox tools' own package, for their SSH client options
@@ -38,12 +38,7 @@ UNIT = "coffee-ranker-api"
 LAUNCH_TASK = "Launch API instances into their subnets"
 INSTALL_TASK = "Install the service and its locked dependencies from the wheelhouse, with no package index"
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="sandbox hosts need root (mounts, namespaces, iptables)"),
-    pytest.mark.skipif(
-        shutil.which("systemd-nspawn") is None, reason="systemd-nspawn is missing: run sandbox/install-host-deps"
-    ),
-]
+pytestmark = NEEDS_SANDBOX_HOSTS
 
 
 def sandbox_hosts() -> dict[str, dict]:

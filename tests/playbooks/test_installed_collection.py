@@ -24,19 +24,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import PlaybookRun, sandbox_dynamic_inventory  # noqa: E402
+from conftest import NEEDS_SANDBOX_HOSTS, PlaybookRun, sandbox_dynamic_inventory  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 PROJECT = "ranker-coll"
 # The sandbox hosts' Debian (bookworm) has Python 3.11: the wheelhouse the host needs.
 HOST_PYTHON = "3.11"
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="sandbox hosts need root (mounts, namespaces, iptables)"),
-    pytest.mark.skipif(
-        shutil.which("systemd-nspawn") is None, reason="systemd-nspawn is missing: run sandbox/install-host-deps"
-    ),
-]
+pytestmark = NEEDS_SANDBOX_HOSTS
 
 
 def galaxy_version() -> str:
@@ -96,11 +91,10 @@ def project(installed, embedded_aws, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("project")
 
     # The checkout's ansible.cfg (SSH settings, pinned host keys, inventory plugins), with the installed
-    # collection as the only collection of ours and no roles path: nothing resolves into the checkout.
+    # collection as the only collection of ours and a roles path of its own: nothing resolves into the checkout.
     config = configparser.ConfigParser(interpolation=None)
     config.read(REPO / "ansible.cfg")
     config["defaults"]["collections_path"] = str(installed)
-    config["defaults"].pop("roles_path", None)
     config["defaults"]["roles_path"] = str(folder / "roles")
     with (folder / "ansible.cfg").open("w") as handle:
         config.write(handle)

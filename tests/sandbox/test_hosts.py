@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import NEEDS_SANDBOX_HOSTS
 from sandbox_cli import SandboxTool, ssh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,12 +41,7 @@ ANSIBLE = Path(sys.executable).parent / "ansible"
 # needs apt's locks.
 APT_INSTALL_AT_ONCE = "sudo apt-get -o DPkg::Lock::Timeout=0 install -y sudo"
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="sandbox hosts need root (mounts, namespaces, iptables)"),
-    pytest.mark.skipif(
-        shutil.which("systemd-nspawn") is None, reason="systemd-nspawn is missing: run sandbox/install-host-deps"
-    ),
-]
+pytestmark = NEEDS_SANDBOX_HOSTS
 
 hosts = SandboxTool(HOSTS, HOSTS_DIR, timeout=600)
 start = hosts.start
