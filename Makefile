@@ -121,7 +121,8 @@ test-service: venv
 # The provisioning tests meet AWS's unkindness (sandbox/aws_realism.py), with delays short enough for
 # a suite of many runs; tests/playbooks/test_first_run.py and molecule `provision` use AWS's own.
 UNKIND_AWS := SANDBOX_AWS_REALISM=1 SANDBOX_AWS_REALISM_IAM_DELAY=2 SANDBOX_AWS_REALISM_PITR_DELAY=2 \
-	SANDBOX_AWS_REALISM_POLICY_DELAY=1 SANDBOX_AWS_REALISM_POLICY_VISIBLE_DELAY=1 SANDBOX_AWS_REALISM_SG_DELAY=2 SANDBOX_AWS_REALISM_CONSOLE_DELAY=3
+	SANDBOX_AWS_REALISM_POLICY_DELAY=1 SANDBOX_AWS_REALISM_POLICY_VISIBLE_DELAY=1 SANDBOX_AWS_REALISM_SG_DELAY=2 SANDBOX_AWS_REALISM_CONSOLE_DELAY=3 \
+	SANDBOX_AWS_REALISM_CDN_DEPLOY_DELAY=2
 
 # The sandbox's load balancers health-check every second (the target groups say 5, AWS's least), so a
 # rolling job through one waits seconds per host, not tens. The slowest tests are listed at the end,
@@ -132,7 +133,7 @@ test-playbooks: venv host-deps
 test-sandbox: venv host-deps
 	pytest -q -p no:cacheprovider tests/sandbox/test_hosts.py tests/sandbox/test_embedded_aws_realism.py \
 	  tests/sandbox/test_load_balancers.py tests/sandbox/test_console_output.py tests/sandbox/test_dynamodb_point_in_time.py \
-	  tests/sandbox/test_machines_package.py tests/sandbox/test_budgets_update.py
+	  tests/sandbox/test_machines_package.py tests/sandbox/test_budgets_update.py tests/sandbox/test_cloudfront.py
 
 test-molecule: venv host-deps
 	SANDBOX_AWS_REALISM=1 molecule test -s provision

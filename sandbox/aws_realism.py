@@ -34,6 +34,15 @@ reproduces what real AWS does there, each with the error code, HTTP status and m
     (An invalid restore time was specified. RestoreDateTime must be between EarliestRestorableDateTime and
     LatestRestorableDateTime.) outside the window DescribeContinuousBackups gives: from the moment recovery
     was enabled to now (AWS's LatestRestorableDateTime lags about five minutes; here a test need not wait).
+11. A CloudFront distribution deploys for minutes: after CreateDistribution or UpdateDistribution its Status
+    is InProgress for ``cdn_deploy_delay`` seconds (CreateDistribution's own answer included; then Deployed),
+    in GetDistribution, ListDistributions and its record (cloudfront.py); moto says Deployed at the first
+    read. While the first deployment lasts its edge answers 503: a probe must retry; after an update it keeps
+    serving (the new configuration applies at once). DeleteDistribution answers 409 DistributionNotDisabled
+    (The distribution you are trying to delete has not been disabled.) while the distribution is enabled or
+    InProgress, so disabling, waiting for Deployed, then deleting is the only way; moto deletes at once.
+    DeleteOriginAccessControl answers 409 OriginAccessControlInUse while an origin of a distribution names
+    the control (moto deletes it from under the distribution).
 
 Control endpoint, loopback only: ``GET /_realism`` (settings), ``POST /_realism`` (merge a JSON object of
 settings), ``POST /_realism/remove-default-vpc`` with ``{"region": ...}``. ``POST /moto-api/reset``
@@ -57,15 +66,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+from cloudfront import begin_deployment, deployment_of, distributions, find_distribution
 from dynamodb_point_in_time import PointInTimeRecovery, dynamodb_error
+from moto.cloudfront.models import CloudFrontBackend, Distribution
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.elbv2.models import elbv2_backends
+from moto.moto_api._internal.managed_state_model import ManagedState
 from moto.s3control.models import s3control_backends
 from wsgi_layers import After, credential_scope, pass_through, read_body
 
 DEPRECATION_AGE = timedelta(days=730)
-DELAYS = ("iam_delay", "pitr_delay", "policy_delay", "policy_visible_delay", "sg_delay", "console_delay")
+DELAYS = (
+    "iam_delay",
+    "pitr_delay",
+    "policy_delay",
+    "policy_visible_delay",
+    "sg_delay",
+    "console_delay",
+    "cdn_deploy_delay",
+)
 DEFAULTS: dict[str, Any] = {
     # ec2_instance retries once, 10 s later, on "Invalid IAM Instance Profile ARN": 25 s outlasts that.
     "iam_delay": 25.0,
@@ -75,6 +95,8 @@ DEFAULTS: dict[str, Any] = {
     "sg_delay": 8.0,
     # A t2 instance's console output (and the SSH host keys in it) appears minutes after launch.
     "console_delay": 120.0,
+    # A new or changed distribution stays InProgress for minutes.
+    "cdn_deploy_delay": 180.0,
     "foreign_buckets": [],
     # "<region>" stands for the region asked about, so the default holds in every region.
     "unoffered": {"t2.micro": ["<region>a"]},
@@ -147,12 +169,67 @@ def s3_error(code: str, message: str, status: int, method: str, **extra: str) ->
     return status, [("Content-Type", "application/xml")], body.encode()
 
 
+def cloudfront_error(code: str, message: str, status: int) -> Response:
+    body = (
+        '<?xml version="1.0"?>\n<ErrorResponse xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Error>'
+        f"<Type>Sender</Type><Code>{code}</Code><Message>{_escape(message)}</Message></Error>"
+        f"<RequestId>{_request_id()}</RequestId></ErrorResponse>"
+    )
+    return status, [("Content-Type", "text/xml")], body.encode()
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _json(status: int, document: Any) -> Response:
     return status, [("Content-Type", "application/json")], json.dumps(document).encode()
+
+
+# --- CloudFront deployments ---------------------------------------------------------------------------
+
+
+def _no_delay() -> float:
+    return 0.0
+
+
+_deploy_delay: Callable[[], float] = _no_delay  # the seconds a deployment takes: the middleware's setting
+
+
+def install_cloudfront_deployments(delay: Callable[[], float]) -> None:
+    """Make a distribution deploy for ``delay()`` seconds after CreateDistribution and UpdateDistribution.
+
+    In moto's backend, so that CreateDistribution's and UpdateDistribution's own answers say InProgress: the
+    Deployment stamped on the model (cloudfront.begin_deployment) decides the Status from then on, for the
+    API and for the data plane's record alike. Idempotent; the latest ``delay`` counts.
+    """
+    global _deploy_delay
+    _deploy_delay = delay
+    if "sandbox_deployments" in vars(CloudFrontBackend):
+        return
+    create = CloudFrontBackend.create_distribution_with_tags  # CreateDistribution calls it too
+    update = CloudFrontBackend.update_distribution
+
+    def create_deploying(self: CloudFrontBackend, config: dict[str, Any], tags: list[dict[str, str]]) -> Any:
+        answer = create(self, config, tags)
+        begin_deployment(answer[0], _deploy_delay(), first=True)
+        return answer
+
+    def update_deploying(self: CloudFrontBackend, dist_config: dict[str, Any], _id: str, if_match: bool) -> Any:
+        answer = update(self, dist_config, _id, if_match)
+        begin_deployment(answer[0], _deploy_delay(), first=False)
+        return answer
+
+    def status(self: Distribution) -> str | None:
+        deployment = deployment_of(self)
+        if deployment is None:
+            return ManagedState.status.fget(self)  # type: ignore[attr-defined]
+        return "InProgress" if deployment.in_progress else "Deployed"
+
+    CloudFrontBackend.create_distribution_with_tags = create_deploying  # type: ignore[method-assign]
+    CloudFrontBackend.update_distribution = update_deploying  # type: ignore[method-assign]
+    Distribution.status = property(status, ManagedState.status.fset)  # type: ignore[attr-defined,assignment]
+    CloudFrontBackend.sandbox_deployments = True  # type: ignore[attr-defined]
 
 
 # --- the middleware -----------------------------------------------------------------------------------
@@ -169,6 +246,11 @@ class RealismMiddleware:
         self.start_foreign_buckets = list(self.settings["foreign_buckets"])
         self.account = DEFAULT_ACCOUNT_ID
         self._clear_timers()
+        install_cloudfront_deployments(self._cdn_deploy_delay)
+
+    def _cdn_deploy_delay(self) -> float:
+        with self.lock:
+            return float(self.settings["cdn_deploy_delay"])
 
     def _clear_timers(self) -> None:
         # time.monotonic() of the last event, by what it happened to
@@ -198,6 +280,8 @@ class RealismMiddleware:
             decision = self._query_protocol(environ, service, region)
         elif service == "dynamodb":
             decision = self._dynamodb(environ, region)
+        elif service == "cloudfront":
+            decision = self._cloudfront(environ, path)
         elif service == "s3" and not path.startswith("/v20180820/"):
             decision = self._s3(environ, anonymous=False)
         elif service is None and "HTTP_X_AMZ_TARGET" not in environ:
@@ -486,6 +570,36 @@ class RealismMiddleware:
         # moto would put the group into the deleted default VPC (its backend keeps a reference to it).
         if not params.get("VpcId") and ec2_backends[self.account][region].get_default_vpc() is None:
             return ec2_error("VPCIdNotSpecified", "No default VPC for this user")
+        return None
+
+    # --- CloudFront (REST-XML)
+
+    def _cloudfront(self, environ: dict[str, Any], path: str) -> Response | None:
+        if environ.get("REQUEST_METHOD") != "DELETE":
+            return None
+        match = re.fullmatch(r"/2020-05-31/(distribution|origin-access-control)/([^/]+)", path)
+        if match is None:
+            return None
+        kind, ident = match.groups()
+        if kind == "distribution":
+            found = find_distribution(ident)
+            if found is None:
+                return None  # moto answers NoSuchDistribution
+            distribution = found[2]
+            enabled = str(distribution.distribution_config.Enabled).lower() == "true"
+            if enabled or distribution.status == "InProgress":
+                return cloudfront_error(
+                    "DistributionNotDisabled", "The distribution you are trying to delete has not been disabled.", 409
+                )
+            return None
+        for _account, _backend, distribution in distributions():
+            origins = distribution.distribution_config.Origins.get("Items") or []
+            if any(getattr(origin, "origin_access_control_id", "") == ident for origin in origins):
+                return cloudfront_error(
+                    "OriginAccessControlInUse",
+                    "Cannot delete the origin access control because it's in use by one or more distributions.",
+                    409,
+                )
         return None
 
     # --- DynamoDB (JSON with X-Amz-Target)

@@ -16,6 +16,14 @@ HAProxy per ALB on 127.0.0.1 that follows the elbv2 API: listeners, target group
 (the sandbox machines) and deregistration with draining; DescribeTargetHealth answers from it. Each ALB's
 listener URLs are in ``<state>/load-balancers/<name>.json``. The HAProxies stop with this server (and at
 ``POST /moto-api/reset``); those a killed server left behind stop when the next one starts.
+
+CloudFront distributions serve. ``cloudfront.CloudFrontDataPlane`` gives each distribution an HTTP server on
+127.0.0.1 (its URL in ``<state>/cloudfront/<id>.json``) that reads its S3 origin as CloudFront would: only
+what the bucket policy grants the distribution through its origin access control, cached for the object's
+TTL, gzipped when the behaviour compresses. moto's Origin keeps OriginAccessControlId and S3OriginConfig
+(``cloudfront.install_cloudfront_fixes``), so the collection's module sees no change where there is none;
+and an anonymous read of a bucket passes only a policy statement for everyone, as on S3
+(``cloudfront.install_anonymous_bucket_policy``: moto lets any Allow through, a grant to CloudFront too).
 """
 
 from __future__ import annotations
@@ -48,6 +56,10 @@ def make_app() -> Any:
     from console_output import ConsoleOutput
 
     install_budget_calls()  # UpdateBudget and the subscriber calls moto lacks (sandbox/budgets_update.py)
+    from cloudfront import CloudFrontDataPlane, install_anonymous_bucket_policy, install_cloudfront_fixes
+
+    install_cloudfront_fixes()  # what moto's CloudFront Origin drops (sandbox/cloudfront.py)
+    install_anonymous_bucket_policy()  # a grant to CloudFront (or anyone but "*") is not one to the public
 
     # Inside the unkind mode, which withholds the console output for a while after launch.
     app: Any = ConsoleOutput(moto)
@@ -56,6 +68,8 @@ def make_app() -> Any:
         from aws_realism import RealismMiddleware
 
         app = RealismMiddleware(app)
+    # Outside the unkind mode, so that it records what the client is answered (a refused deletion included).
+    app = CloudFrontDataPlane(app)
     from load_balancers import LoadBalancerDataPlane
 
     # Outermost, so that it sees every elbv2 call and the reset before anything answers them.

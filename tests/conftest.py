@@ -116,6 +116,17 @@ class EmbeddedAws:
                 if p["InstanceProfileName"].startswith(project)
             ],
             "buckets": [b["Name"] for b in s3.list_buckets()["Buckets"] if project in b["Name"]],
+            "distributions": [
+                d["Id"]
+                for d in self.client("cloudfront").list_distributions()["DistributionList"].get("Items") or []
+                if d["Comment"].startswith(project)
+            ],
+            "origin_access_controls": [
+                c["Name"]
+                for c in self.client("cloudfront").list_origin_access_controls()["OriginAccessControlList"].get("Items")
+                or []
+                if c["Name"].startswith(project)
+            ],
         }
 
     def is_empty(self) -> bool:

@@ -125,6 +125,27 @@ def metrics_port_problems(metrics_port, api_port, node_exporter_port, ssh_port=2
     return []
 
 
+def media_cdn_problems(media_cdn, media_domain_name, partition, domain_name_pattern):
+    """media_cdn and media_domain_name: a hostname only through CloudFront, and CloudFront only where AWS has it."""
+    problems = []
+    if media_domain_name and not re.match(domain_name_pattern, media_domain_name):
+        problems.append(
+            f"media_domain_name '{media_domain_name}' must be a DNS name such as media.example.com (lowercase "
+            "labels of letters, digits and hyphens, two labels or more, no wildcard), or empty"
+        )
+    if media_domain_name and not media_cdn:
+        problems.append(
+            f"media_domain_name '{media_domain_name}' needs media_cdn=true: the hostname is the CloudFront "
+            "distribution's alias, with its certificate"
+        )
+    if media_cdn and partition != "aws":
+        problems.append(
+            f"media_cdn=true is not available in the {partition} partition: CloudFront is not offered in "
+            "GovCloud, and in China it needs an ICP-licensed domain and a setup of its own; set media_cdn=false"
+        )
+    return problems
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -133,4 +154,5 @@ class FilterModule:
             "monitoring_cidr_problems": monitoring_cidr_problems,
             "instance_type_problems": instance_type_problems,
             "metrics_port_problems": metrics_port_problems,
+            "media_cdn_problems": media_cdn_problems,
         }

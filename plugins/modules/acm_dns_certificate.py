@@ -128,8 +128,10 @@ def present(module, acm):
         arn = acm.request_certificate(
             DomainName=params["domain_name"],
             ValidationMethod="DNS",
-            # The same token within an hour returns the same certificate: a retried request makes no twin.
-            IdempotencyToken=uuid.uuid5(uuid.NAMESPACE_DNS, params["domain_name"]).hex[:32],
+            # ACM answers a token it saw within the hour with that request's certificate, even a deleted
+            # one: so a new token for each run that found none (botocore's retries of this call resend it,
+            # so a retried request still makes no twin; a rerun finds the certificate by its tags).
+            IdempotencyToken=uuid.uuid4().hex,
             Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())],
         )["CertificateArn"]
         changed = True

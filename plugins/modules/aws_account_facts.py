@@ -51,6 +51,15 @@ options:
         type: str
         default: ""
       instance_filters: {description: EC2 filters of the API instances; empty reads none., type: dict, default: {}}
+      media_distribution:
+        description:
+          - Comment of the media's CloudFront distribution (roles/media_cdn), by which it is found.
+        type: str
+        default: ""
+      media_access_control:
+        description: Name of the media's CloudFront origin access control.
+        type: str
+        default: ""
       burstable_families:
         description:
           - Instance families that earn CPU credits (C(t2), C(t3)...). Each running instance of one of them
@@ -131,7 +140,11 @@ stack:
       {description, trust_policy, tags, profile_roles}, policy}; table {key_schema, sse,
       point_in_time_recovery, tags}; bucket {object_ownership, public_access, policy, encryption,
       versioning, tags}; instances (as amazon.aws.ec2_instance_info returns them, with cpu_credits on
-      the running ones of the burstable_families) and the instance_filters they were read with.
+      the running ones of the burstable_families) and the instance_filters they were read with;
+      media_distribution {id, arn, domain_name, status, config {enabled, comment, aliases, origins,
+      viewer_protocol_policy, cache_policy_id, compress, price_class, http_version, ipv6_enabled,
+      certificate_arn}, tags}; media_access_control {id, config {description, origin_type,
+      signing_behavior, signing_protocol}}.
   returned: with stack
   type: dict
 """
@@ -405,6 +418,67 @@ def read_instances(ec2, filters, burstable_families):
     return sorted(instances, key=lambda i: i["launch_time"])
 
 
+def read_media_access_control(cloudfront, name):
+    """The origin access control of this name (names are unique in an account), or None."""
+    marker = ""
+    while True:
+        page = cloudfront.list_origin_access_controls(**({"Marker": marker} if marker else {}))
+        listing = page["OriginAccessControlList"]
+        for control in listing.get("Items") or []:
+            if control["Name"] == name:
+                return dict(
+                    id=control["Id"],
+                    config=dict(
+                        description=control.get("Description", ""),
+                        origin_type=control["OriginAccessControlOriginType"],
+                        signing_behavior=control["SigningBehavior"],
+                        signing_protocol=control["SigningProtocol"],
+                    ),
+                )
+        marker = listing.get("NextMarker")
+        if not listing.get("IsTruncated") or not marker:
+            return None
+
+
+def read_media_distribution(cloudfront, comment):
+    """The distribution with this comment, in the shape roles/media_cdn asks for, or None."""
+    for page in cloudfront.get_paginator("list_distributions").paginate():
+        for summary in page["DistributionList"].get("Items") or []:
+            if summary.get("Comment") != comment:
+                continue
+            behavior = summary["DefaultCacheBehavior"]
+            certificate = summary.get("ViewerCertificate", {})
+            return dict(
+                id=summary["Id"],
+                arn=summary["ARN"],
+                domain_name=summary["DomainName"],
+                status=summary["Status"],
+                config=dict(
+                    enabled=summary["Enabled"],
+                    comment=summary["Comment"],
+                    aliases=sorted(summary.get("Aliases", {}).get("Items") or []),
+                    origins=[
+                        dict(
+                            id=origin["Id"],
+                            domain_name=origin["DomainName"],
+                            origin_path=origin.get("OriginPath", ""),
+                            origin_access_control_id=origin.get("OriginAccessControlId", ""),
+                        )
+                        for origin in summary["Origins"].get("Items") or []
+                    ],
+                    viewer_protocol_policy=behavior["ViewerProtocolPolicy"],
+                    cache_policy_id=behavior.get("CachePolicyId", ""),
+                    compress=behavior.get("Compress", False),
+                    price_class=summary["PriceClass"],
+                    http_version=summary.get("HttpVersion", ""),
+                    ipv6_enabled=summary.get("IsIPV6Enabled", False),
+                    certificate_arn=certificate.get("ACMCertificateArn", ""),
+                ),
+                tags=tags_of(cloudfront.list_tags_for_resource(Resource=summary["ARN"])["Tags"].get("Items")),
+            )
+    return None
+
+
 def stack_facts(client, names, account_id, vpc_id):
     stack = {}
     if names["key_pair"]:
@@ -420,6 +494,10 @@ def stack_facts(client, names, account_id, vpc_id):
     if names["bucket"]:
         bucket = names["bucket"].replace("{account_id}", account_id)
         stack["bucket"] = read_bucket(client("s3"), bucket, account_id)
+    if names["media_distribution"]:
+        stack["media_distribution"] = read_media_distribution(client("cloudfront"), names["media_distribution"])
+    if names["media_access_control"]:
+        stack["media_access_control"] = read_media_access_control(client("cloudfront"), names["media_access_control"])
     if names["instance_filters"]:
         stack["instances"] = read_instances(client("ec2"), names["instance_filters"], names["burstable_families"])
         # The role that owns the instances trusts this read only when it selects them the same way.
@@ -446,6 +524,8 @@ def main():
                     policy=dict(type="str", default=""),
                     table=dict(type="str", default=""),
                     bucket=dict(type="str", default=""),
+                    media_distribution=dict(type="str", default=""),
+                    media_access_control=dict(type="str", default=""),
                     instance_filters=dict(type="dict", default={}),
                     burstable_families=dict(type="list", elements="str", default=[]),
                 ),

@@ -1,5 +1,7 @@
 """One stack of two instances on sandbox hosts, made through interrupted runs, then used for what needs
-booted hosts: the metrics and their scrape targets, a crashed service, a teardown to nothing.
+booted hosts: the metrics and their scrape targets, a crashed service, a teardown to nothing. Its photos go
+through CloudFront (media_cdn): the API's photo URLs name the distribution, and verify.yml's smoke test
+fetches a photo through it (tests/playbooks/test_media_cdn.py has the AWS side without hosts).
 
 The tests share the stack (one embedded AWS of the module's, hosts booted once) and run in this order; a
 test whose stack an earlier one failed to make makes it itself. Every sandbox host is stopped at the end.
@@ -68,7 +70,12 @@ def site(module_playbook_runner, embedded_aws, tmp_path_factory):
     run_playbook, aws = module_playbook_runner, embedded_aws
     run_playbook.use_dynamic_inventory(PROJECT)
     targets_file = tmp_path_factory.mktemp("prometheus") / f"{PROJECT}.json"
-    common = {"project_name": PROJECT, "api_instance_count": INSTANCES, "prometheus_targets_file": str(targets_file)}
+    common = {
+        "project_name": PROJECT,
+        "api_instance_count": INSTANCES,
+        "prometheus_targets_file": str(targets_file),
+        "media_cdn": True,
+    }
 
     def run(playbook: str, *args: str, **extra_vars):
         return run_playbook(playbook, *args, extra_vars={**common, **extra_vars}, boot_hosts=True)
@@ -216,7 +223,13 @@ def test_a_rerun_changes_nothing_and_the_metrics_answer_the_monitoring_network_a
         running_instances(aws), 0
     ), rerun.output[-5000:]
 
-    # The summary's contract line, and the file it names: each instance's two targets, sorted by id.
+    # The summary's contract lines: the photos through the distribution (whose edge the smoke test fetched
+    # its photo from: the API builds photo URLs on it), and the targets file, each instance's two targets
+    # sorted by id.
+    listed = aws.client("cloudfront").list_distributions()["DistributionList"]["Items"]
+    (distribution,) = [d for d in listed if d["Comment"] == f"{PROJECT} media"]
+    edge = json.loads((STATE_DIR / "cloudfront" / f"{distribution['Id']}.json").read_text())["url"]
+    assert f"Media: {edge}/media/ (CloudFront distribution {distribution['Id']}" in rerun.text
     assert f"Prometheus targets: {site.targets_file}" in rerun.text
     reservations = aws.client("ec2").describe_instances(InstanceIds=running_instances(aws))["Reservations"]
     zones = {i["InstanceId"]: i["Placement"]["AvailabilityZone"] for r in reservations for i in r["Instances"]}

@@ -4,7 +4,8 @@ restore (with the cut-over and the photos) and tear down.
 The policies are rendered from roles/operator_policy's templates (playbooks/operator_policy.yml); the files
 in docs/ must be exactly the rendering with the defaults, and another project or partition must leave no
 trace of the defaults in them. The base policy and the storage-and-costs one are always attached (one
-policy would pass AWS's 6,144 characters), the load balancer's only with api_load_balancer.
+policy would pass AWS's 6,144 characters), the edge's (load balancer, CloudFront) only with api_load_balancer or
+media_cdn.
 
 The slow tests run the playbooks as an IAM user that holds only the two always-attached policies, against
 an embedded AWS of their own with moto's IAM enforcement on. `/moto-api/reset-auth` sets moto's
@@ -46,6 +47,11 @@ What moto 5.2.5 enforces in server mode, and so what the test proves:
   s3:GetEncryptionConfiguration, s3:GetBucketOwnershipControls... are proven only by reading.
 - S3 Control (the account's public access block) goes through `call_action`: checked, on `*`, as
   `s3:GetPublicAccessBlock` where AWS checks s3:GetAccountPublicAccessBlock.
+- CloudFront (REST-XML, `call_action`): checked, on `*`. moto recomputed the signature of a bodiless GET
+  with the request's headers as its body (SignatureDoesNotMatch for ListOriginAccessControls, and for
+  ListDistributions signed for another region than us-east-1); the sandbox signs an empty body, as the
+  client does (sandbox/cloudfront.py). The aws:RequestTag and aws:ResourceTag conditions of the edge
+  policy's CloudFront statements stand on reading.
 - Never checked: iam:PassRole (RunInstances, AddRoleToInstanceProfile), tag-on-create (ec2:CreateTags,
   dynamodb:TagResource, sns:TagResource, cloudwatch:TagResource, the tags of ssm:PutParameter), KMS.
   Those parts of the policies stand on reading alone.
