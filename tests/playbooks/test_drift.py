@@ -20,7 +20,7 @@ WRITES = {
     "datastore": "datastore : Create the API's DynamoDB table, on demand, KMS-encrypted, with point-in-time recovery",
     "role": "instance_profile : Create the API's IAM role and instance profile",
     "policy": "instance_profile : Allow the API only its media objects and its datastore's items",
-    "bucket": "media_bucket : Create the media bucket, encrypted, tagged, public-read under the media prefix only",
+    "bucket": "media_bucket : Create the media bucket (encrypted, tagged, read under the media prefix only)",
     "instances": "api_instances : Find the API instances",
     "cpu_credits": "api_instances : Set the CPU credit mode of the running burstable instances",
 }

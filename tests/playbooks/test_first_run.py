@@ -55,7 +55,7 @@ def test_a_first_run_succeeds_through_the_unkind_aws_reruns_unchanged_and_tears_
     assert first.returncode == 0, first.output[-4000:]
     # The unkind paths were really taken: the launch waited for IAM, the probe for the bucket policy.
     assert "FAILED - RETRYING: [localhost]: Launch API instances into their subnets" in first.output
-    assert "FAILED - RETRYING: [localhost]: Fetch the uploaded probe object anonymously" in first.output
+    assert "FAILED - RETRYING: [localhost]: Fetch the uploaded probe anonymously at its public URL" in first.output
     assert "was deprecated by its publisher" in first.text
     assert "Ubuntu 18.04 left standard support on 2023-05-31" in first.text
     (instance,) = _instances(aws)
