@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.parse
 import urllib.request
@@ -333,3 +334,41 @@ def module_playbook_runner(embedded_aws, tmp_path_factory):
 def run_unkind_playbook(unkind_aws, tmp_path):
     """Run a playbook against the unkind embedded AWS (`unkind_aws`)."""
     return _playbook_runner(unkind_aws, tmp_path)
+
+
+# One task of this collection's AWS modules, registered as `module_answer`, and what it answered written
+# for the test (run_module).
+MODULE_PLAYBOOK = """
+- name: Run one module of the collection for a test
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  module_defaults:
+    group/coffeeshop.ranker.aws: "{{{{ aws_connection }}}}"
+  tasks:
+{task}
+
+    - name: Keep what the module answered for the test
+      ansible.builtin.copy:
+        content: "{{{{ module_answer | to_json }}}}"
+        dest: "{{{{ module_answer_file }}}}"
+        mode: "0600"
+      check_mode: false
+      changed_when: false
+"""
+
+
+@pytest.fixture
+def run_module(run_playbook, tmp_path):
+    """Run one module task (YAML that registers `module_answer`) against the embedded AWS, with these
+    ansible-playbook arguments and extra vars: the run, and what the module answered."""
+    playbook, answer = tmp_path / "module.yml", tmp_path / "module-answer.json"
+
+    def run(task: str, *args: str, extra_vars: dict | None = None) -> tuple[PlaybookRun, dict]:
+        playbook.write_text(MODULE_PLAYBOOK.format(task=textwrap.indent(textwrap.dedent(task).strip(), "    ")))
+        answer.unlink(missing_ok=True)
+        done = run_playbook(str(playbook), *args, extra_vars={**(extra_vars or {}), "module_answer_file": str(answer)})
+        assert done.returncode == 0, done.output[-3000:]
+        return done, json.loads(answer.read_text())
+
+    return run

@@ -8,54 +8,29 @@ token made from the domain name alone therefore broke a rebuild within the hour 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 PROJECT = "acm-token-test"
 DOMAIN = "api.example.com"
 
-PLAYBOOK = """
-- name: Request or delete the test's certificate
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  module_defaults:
-    group/coffeeshop.ranker.aws: "{{ aws_connection }}"
-  tasks:
-    - name: Request or delete the certificate
-      coffeeshop.ranker.acm_dns_certificate:
-        domain_name: "{{ certificate_domain }}"
-        tags: {Project: "{{ certificate_project }}"}
-        state: "{{ certificate_state }}"
-        wait_timeout: 30
-      register: certificate
-
-    - name: Keep what the module answered for the test
-      ansible.builtin.copy:
-        content: "{{ certificate | to_json }}"
-        dest: "{{ result_file }}"
-        mode: "0600"
-      check_mode: false
-      changed_when: false
+TASK = """
+- name: Request or delete the certificate
+  coffeeshop.ranker.acm_dns_certificate:
+    domain_name: "{{ certificate_domain }}"
+    tags: {Project: "{{ certificate_project }}"}
+    state: "{{ certificate_state }}"
+    wait_timeout: 30
+  register: module_answer
 """
 
 
 @pytest.fixture
-def certificate(run_playbook, tmp_path):
+def certificate(run_module):
     """Run the module with that state; returns the run and what the module answered."""
-    playbook = tmp_path / "certificate.yml"
-    playbook.write_text(PLAYBOOK)
-    answer = tmp_path / "certificate.json"
 
     def run(state: str):
-        answer.unlink(missing_ok=True)
-        variables = dict(
-            certificate_domain=DOMAIN, certificate_project=PROJECT, certificate_state=state, result_file=str(answer)
-        )
-        done = run_playbook(str(playbook), extra_vars=variables)
-        assert done.returncode == 0, done.output[-3000:]
-        return done, json.loads(answer.read_text())
+        variables = dict(certificate_domain=DOMAIN, certificate_project=PROJECT, certificate_state=state)
+        return run_module(TASK, extra_vars=variables)
 
     return run
 

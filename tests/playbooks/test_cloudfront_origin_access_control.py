@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
-import json
 from pathlib import Path
 
 import boto3
@@ -22,46 +21,25 @@ spec.loader.exec_module(oac_module)
 
 NAME = "coffee-ranker-media"
 
-PLAYBOOK = """
-- name: Put the test's origin access control
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  module_defaults:
-    group/coffeeshop.ranker.aws: "{{ aws_connection }}"
-  tasks:
-    - name: Put the origin access control
-      coffeeshop.ranker.cloudfront_origin_access_control:
-        name: "{{ oac_name }}"
-        description: "{{ oac_description | default(omit) }}"
-        signing_behavior: "{{ oac_signing_behavior | default(omit) }}"
-        state: "{{ oac_state | default(omit) }}"
-        region: "{{ oac_region | default(omit) }}"
-      register: control
-
-    - name: Keep what the module answered for the test
-      ansible.builtin.copy:
-        content: "{{ control | to_json }}"
-        dest: "{{ result_file }}"
-        mode: "0600"
-      check_mode: false
-      changed_when: false
+TASK = """
+- name: Put the origin access control
+  coffeeshop.ranker.cloudfront_origin_access_control:
+    name: "{{ oac_name }}"
+    description: "{{ oac_description | default(omit) }}"
+    signing_behavior: "{{ oac_signing_behavior | default(omit) }}"
+    state: "{{ oac_state | default(omit) }}"
+    region: "{{ oac_region | default(omit) }}"
+  register: module_answer
 """
 
 
 @pytest.fixture
-def put(run_playbook, tmp_path):
+def put(run_module):
     """Run the module with those options (and ansible-playbook arguments); the module's answer."""
-    playbook = tmp_path / "origin_access_control.yml"
-    playbook.write_text(PLAYBOOK)
-    answer = tmp_path / "answer.json"
 
     def run(*args: str, **options) -> dict:
-        answer.unlink(missing_ok=True)
-        variables = {"oac_name": NAME, "result_file": str(answer), **{f"oac_{k}": v for k, v in options.items()}}
-        done = run_playbook(str(playbook), *args, extra_vars=variables)
-        assert done.returncode == 0, done.output[-3000:]
-        result = json.loads(answer.read_text())
+        variables = {"oac_name": NAME, **{f"oac_{k}": v for k, v in options.items()}}
+        done, result = run_module(TASK, *args, extra_vars=variables)
         assert done.recap["changed"] == int(result["changed"])  # the module's answer is what the run reports
         return result
 
