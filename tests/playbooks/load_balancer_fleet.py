@@ -190,7 +190,7 @@ class Fleet:
             return error.code
 
     def assert_serving(self) -> None:
-        """The same three instances run, each healthy by the load balancer's own checks."""
+        """The same instances run, each healthy by the load balancer's own checks."""
         assert self.running() == self.instances
         assert self.targets() == dict.fromkeys(self.instances, "healthy")
 

@@ -6,8 +6,8 @@ deregistered ones are drained for the target group's deregistration delay. The p
 API only, so what this proves is their order of steps: a host leaves the load balancer before it
 restarts or reboots, and a new one takes requests before an old one stops.
 
-One fleet of three instances serves every job of the second half of this module, in order, while
-clients read through the load balancer: site.yml rolling a changed build, patch.yml rebooting every
+One fleet of two instances (FLEET_SIZE) serves every job of the second half of this module, in order,
+while clients read through the load balancer: site.yml rolling a changed build, patch.yml rebooting every
 instance, a reprovision and a scale-in. Each asserts that not one request failed. The rotations and a
 restore with cut-over have a fleet of their own (test_load_balancer_rotation.py), so that the two
 modules run side by side.
@@ -29,6 +29,9 @@ BASE = {
     "api_load_balancer_deregistration_delay": DELAY,
     "load_balancer_poll_delay": 1,
 }
+# Two: while one instance is drained, rebooted or replaced, the other serves every request, which is what
+# each job proves; a third would only make each job longer.
+FLEET_SIZE = 2
 # The per-instance alarms of roles/cost_guardrails (t2.micro, standard credits).
 INSTANCE_ALARMS = ("system-check", "instance-check", "cpu-credits")
 
@@ -99,7 +102,7 @@ def test_check_mode_with_the_load_balancer_on_an_empty_account_creates_nothing(r
 
 
 # ---------------------------------------------------------------------------------------------------------
-# One fleet of three instances behind the load balancer, shared by the tests below, in this order.
+# One fleet of FLEET_SIZE instances behind the load balancer, shared by the tests below, in this order.
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -125,13 +128,13 @@ def wanted_alarms(instances: set[str]) -> set[str]:
 
 @needs_hosts
 def test_a_fleet_behind_the_load_balancer_is_made_idempotently(fleet):
-    site = fleet.run("site.yml", api_instance_count=3)
+    site = fleet.run("site.yml", api_instance_count=FLEET_SIZE)
     assert site.returncode == 0, site.output[-5000:]
     fleet.url = load_balancer_url(PROJECT)
     assert f"Load balancer: {fleet.url}" in site.text
     assert f"API: {fleet.url}/" in site.text
     fleet.instances = fleet.running()
-    assert len(fleet.instances) == 3
+    assert len(fleet.instances) == FLEET_SIZE
     assert instance_alarms(fleet) == wanted_alarms(fleet.instances)
     fleet.assert_serving()
     # The API port is open to the load balancer's group only, no longer to the internet.
@@ -147,7 +150,7 @@ def test_a_fleet_behind_the_load_balancer_is_made_idempotently(fleet):
     ]
     assert sorted(p["FromPort"] for p in groups[f"{PROJECT}-lb"]["IpPermissions"]) == [80, 443]
 
-    rerun = fleet.run("site.yml", api_instance_count=3)
+    rerun = fleet.run("site.yml", api_instance_count=FLEET_SIZE)
     assert rerun.returncode == 0, rerun.output[-5000:]
     changed = {host: recap["changed"] for host, recap in rerun.recaps.items()}
     assert changed == dict.fromkeys(changed, 0), rerun.output[-5000:]
@@ -157,7 +160,7 @@ def test_a_fleet_behind_the_load_balancer_is_made_idempotently(fleet):
 def test_site_rolls_a_changed_build_out_without_one_failed_request(fleet):
     # The changed build stays the build of every run after it, as a repository's new commit does.
     with Traffic(fleet.url) as traffic:
-        site = fleet.run("site.yml", api_instance_count=3, **fleet.build)
+        site = fleet.run("site.yml", api_instance_count=FLEET_SIZE, **fleet.build)
     assert site.returncode == 0, site.output[-5000:]
     assert all(site.recaps[instance]["changed"] > 0 for instance in fleet.instances), site.recaps
     traffic.assert_none_failed(at_least=100)
@@ -181,7 +184,7 @@ def test_patch_upgrades_and_reboots_one_instance_at_a_time_without_one_failed_re
         assert after.stdout.splitlines()[:-1] != boots[instance].splitlines(), "not rebooted"
         assert after.stdout.splitlines()[-1] == "2", "not upgraded"
     # One at a time: a host rejoined the load balancer before the next one left it.
-    assert patched.text.count("Take the host out of the load balancer") == 3
+    assert patched.text.count("Take the host out of the load balancer") == FLEET_SIZE
 
     again = fleet.run("playbooks/patch.yml")
     assert again.returncode == 0, again.output[-5000:]
@@ -193,11 +196,11 @@ def test_patch_upgrades_and_reboots_one_instance_at_a_time_without_one_failed_re
 def test_one_instance_is_replaced_and_one_scaled_in_without_one_failed_request(fleet):
     # One instance replaced by a new one: the new one serves before the old one stops.
     with Traffic(fleet.url) as traffic:
-        replaced = fleet.run("playbooks/reprovision.yml", api_instance_count=3, **fleet.build)
+        replaced = fleet.run("playbooks/reprovision.yml", api_instance_count=FLEET_SIZE, **fleet.build)
     assert replaced.returncode == 0, replaced.output[-5000:]
     traffic.assert_none_failed(at_least=50)
     after = fleet.running()
-    assert len(after) == 3
+    assert len(after) == FLEET_SIZE
     assert len(after - fleet.instances) == 1
     assert fleet.targets() == dict.fromkeys(after, "healthy")
     # The alarms follow: the new instance's are made, none is left for the one it replaced.
@@ -205,14 +208,14 @@ def test_one_instance_is_replaced_and_one_scaled_in_without_one_failed_request(f
 
     # Scaling in: the instance that goes is drained before it is terminated.
     with Traffic(fleet.url) as traffic:
-        scaled = fleet.run("site.yml", api_instance_count=2, **fleet.build)
+        scaled = fleet.run("site.yml", api_instance_count=FLEET_SIZE - 1, **fleet.build)
     assert scaled.returncode == 0, scaled.output[-5000:]
     traffic.assert_none_failed(at_least=50)
-    two = fleet.running()
-    assert len(two) == 2
-    assert two < after
-    assert fleet.targets() == dict.fromkeys(two, "healthy")
-    assert instance_alarms(fleet) == wanted_alarms(two)
+    remaining = fleet.running()
+    assert len(remaining) == FLEET_SIZE - 1
+    assert remaining < after
+    assert fleet.targets() == dict.fromkeys(remaining, "healthy")
+    assert instance_alarms(fleet) == wanted_alarms(remaining)
 
     down = fleet.teardown()
     assert down.returncode == 0, down.output[-5000:]
