@@ -345,6 +345,7 @@ MODULE_PLAYBOOK = """
   gather_facts: false
   module_defaults:
     group/coffeeshop.ranker.aws: "{{{{ aws_connection }}}}"
+  environment: "{{{{ aws_environment }}}}"
   tasks:
 {task}
 

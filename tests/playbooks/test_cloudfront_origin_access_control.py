@@ -146,18 +146,19 @@ def test_another_control_is_left_alone(aws, put):
 
 @pytest.mark.parametrize("region", ["eu-west-1", ""], ids=["eu-west-1", "no-region"])
 def test_the_region_does_not_matter(aws, put, monkeypatch, region):
-    # No region from this machine either: "" is then no region at all.
+    # No region from this machine either, nor from the play (aws_environment): "" is then no region at all.
     for variable in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    no_play_region = ("-e", '{"aws_environment": {}}')
 
-    created = put(region=region)
+    created = put(*no_play_region, region=region)
 
     assert created["changed"] is True
     # CloudFront is global: the control is the one a us-east-1 client reads, and found again from there.
     assert controls(aws)[NAME]["Id"] == created["origin_access_control"]["id"]
-    assert put(region=region)["changed"] is False
-    assert put(state="absent", region=region)["changed"] is True
+    assert put(*no_play_region, region=region)["changed"] is False
+    assert put(*no_play_region, state="absent", region=region)["changed"] is True
     assert controls(aws) == {}
 
 

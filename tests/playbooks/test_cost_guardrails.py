@@ -258,9 +258,8 @@ MODULE_AGREES = """
   connection: local
   gather_facts: false
   module_defaults:
-    group/amazon.aws.aws: "{{ aws_connection }}"
-    group/community.aws.aws: "{{ aws_connection }}"
     group/coffeeshop.ranker.aws: "{{ aws_connection }}"
+  environment: "{{ aws_environment }}"
   tasks:
     - name: Read the AWS account of the credentials
       ansible.builtin.import_role:
@@ -389,9 +388,8 @@ GUARDRAILS_ONLY = """
   connection: local
   gather_facts: false
   module_defaults:
-    group/amazon.aws.aws: "{{ aws_connection }}"
-    group/community.aws.aws: "{{ aws_connection }}"
     group/coffeeshop.ranker.aws: "{{ aws_connection }}"
+  environment: "{{ aws_environment }}"
   roles:
     - role: cost_guardrails
       vars:

@@ -345,7 +345,8 @@ def run_as(enforcing_aws, anonymous_proxy, tmp_path):
         variables = {
             "controller_secrets_dir": str(tmp_path / "secrets"),
             "machines_role": "",
-            "aws_connection": {"region": REGION, "endpoint_url": enforcing_aws.endpoint, **credentials},
+            "aws_region": REGION,
+            "aws_connection": {"endpoint_url": enforcing_aws.endpoint, **credentials},
             # The public URL of the media bucket (derived.yml; the role's default before it), via the proxy.
             "media_public_base_url": anonymous_proxy + "/{{ media_bucket_name }}",
             "media_bucket_public_base_url": anonymous_proxy + "/{{ media_bucket_name }}",
