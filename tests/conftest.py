@@ -174,6 +174,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: the order within a module is kept
 
 
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    """What predicate() answers once it is true; fails naming what was awaited after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+    return result
+
+
 @contextlib.contextmanager
 def embedded_aws_server(realism: bool | None, **environment: str):
     """A server of our own on a free loopback port, stopped by its PID at the end.

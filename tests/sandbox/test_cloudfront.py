@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import EmbeddedAws, embedded_aws_server
+from conftest import EmbeddedAws, embedded_aws_server, wait_for
 
 BUCKET = "coffee-media"
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
@@ -59,14 +59,6 @@ def refuses_connections(url: str) -> bool:
     except ConnectionRefusedError:
         return True
     return False
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return result
 
 
 class Stack:

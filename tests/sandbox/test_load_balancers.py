@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import REPO, EmbeddedAws
+from conftest import REPO, EmbeddedAws, wait_for
 
 NOBLE = "ami-02ecac1fbf21dc85a"
 INTERVAL = 5  # the shortest health check interval AWS allows
@@ -148,14 +148,6 @@ def _answers(aws: EmbeddedAws) -> bool:
         return True
     except OSError:
         return False
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return result
 
 
 def alive(pid: int) -> bool:
