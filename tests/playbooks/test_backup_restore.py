@@ -462,7 +462,7 @@ def test_the_cutover_switches_the_api_to_the_restored_table_and_provisioning_kee
     assert later.returncode == 0, later.output[-3000:]
     for task in (
         policy_task,
-        "datastore : Create the API's DynamoDB table, on demand, KMS-encrypted, with point-in-time recovery",
+        "datastore : Create the API's table, on demand, KMS-encrypted, with point-in-time recovery",
     ):
         assert "changed: [localhost]" not in statuses(later.output, task), task
     assert [arn.rsplit("/", 1)[-1] for arn in table_arns_allowed()] == [restored]

@@ -38,7 +38,7 @@ UNIT = "coffee-ranker-api"
 
 # The last task of provisioning that launches instances, and the one that installs the service.
 LAUNCH_TASK = "Launch API instances into their subnets"
-INSTALL_TASK = "Install the service and its locked dependencies from the wheelhouse, with no package index"
+INSTALL_TASK = "Install the service and its locked dependencies from the wheelhouse alone"
 
 pytestmark = NEEDS_SANDBOX_HOSTS
 

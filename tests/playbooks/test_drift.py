@@ -17,7 +17,7 @@ ROLE = f"{PROJECT}-api"
 WRITES = {
     "key_pair": "key_pair : Import the public key into AWS as the key pair",
     "security_group": "security_group : Open SSH to the admin network, the API port to everyone or the load balancer",
-    "datastore": "datastore : Create the API's DynamoDB table, on demand, KMS-encrypted, with point-in-time recovery",
+    "datastore": "datastore : Create the API's table, on demand, KMS-encrypted, with point-in-time recovery",
     "role": "instance_profile : Create the API's IAM role and instance profile",
     "policy": "instance_profile : Allow the API only its media objects and its datastore's items",
     "bucket": "media_bucket : Create the media bucket (encrypted, tagged, read under the media prefix only)",
