@@ -44,6 +44,7 @@ BAD_INPUTS = [
     ("api_instance_count", 0, "from 1 to 10"),
     ("api_instance_count", 40, "from 1 to 10"),
     ("aws_region", "useast1", "look like an AWS region"),
+    ("aws_connection", {"region": "eu-west-1", "endpoint_url": "http://127.0.0.1:9"}, "must not set the region"),
     ("instance_type", "micro", "look like an EC2 instance type"),
     ("project_name", "Coffee_Ranker", "lowercase letters, digits and hyphens"),
     ("allow_ssh_from_anywhere", "perhaps", "allow_ssh_from_anywhere"),
