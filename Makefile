@@ -128,7 +128,7 @@ UNKIND_AWS := SANDBOX_AWS_REALISM=1 SANDBOX_AWS_REALISM_IAM_DELAY=2 SANDBOX_AWS_
 # rolling job through one waits seconds per host, not tens. The slowest tests are listed at the end,
 # where CI's time goes.
 test-playbooks: venv host-deps
-	$(UNKIND_AWS) SANDBOX_LB_HEALTH_CHECK_INTERVAL=1 pytest -q -p no:cacheprovider -n 3 --dist loadfile --no-loadscope-reorder --durations=25 tests/playbooks tests/roles
+	$(UNKIND_AWS) SANDBOX_LB_HEALTH_CHECK_INTERVAL=1 pytest -q -p no:cacheprovider -n 3 --dist loadfile --no-loadscope-reorder --durations=25 tests/playbooks tests/roles tests/unit
 
 test-sandbox: venv host-deps
 	pytest -q -p no:cacheprovider tests/sandbox/test_hosts.py tests/sandbox/test_embedded_aws_realism.py \

@@ -146,6 +146,81 @@ def media_cdn_problems(media_cdn, media_domain_name, partition, domain_name_patt
     return problems
 
 
+def _as_int(value):
+    """Jinja's `int` filter: a whole number, a number's whole part, or 0 for anything else ("inf" raises)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            return int(float(value))
+        except (TypeError, ValueError):
+            return 0
+
+
+def _as_float(value):
+    """Jinja's `float` filter: a number, or 0.0 for anything else."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def load_balancer_problems(load_balancer, domain_name, deregistration_delay, project_name, domain_name_pattern):
+    """api_load_balancer (a bool) with api_domain_name, api_load_balancer_deregistration_delay and project_name.
+
+    Each sentence ends with its full stop (the task joins them with a space).
+    """
+    problems = []
+    if not 0 <= _as_int(deregistration_delay) <= 3600:
+        problems.append(
+            f"api_load_balancer_deregistration_delay {deregistration_delay} must be a number of seconds from 0 to 3600."
+        )
+    if domain_name != "" and not re.match(domain_name_pattern, domain_name):
+        problems.append(
+            f"api_domain_name '{domain_name}' must be a DNS name such as api.example.com (lowercase labels of "
+            "letters, digits and hyphens, two labels or more, no wildcard), or empty."
+        )
+    if domain_name != "" and not load_balancer:
+        problems.append(
+            f"api_domain_name '{domain_name}' needs api_load_balancer=true: the certificate and the HTTPS "
+            "listener live on the load balancer."
+        )
+    # The load balancer's and target group's names ("<project>-api") are 32 characters at most.
+    if load_balancer and len(project_name) > 28:
+        problems.append(
+            f"project_name '{project_name}' must be 28 characters at most with api_load_balancer=true: the "
+            f"load balancer and its target group are named '{project_name}-api', 32 at most."
+        )
+    return problems
+
+
+_EMAIL_ADDRESS = r"^[^@ ]+@[^@ ]+[.][^@ .]+$"
+
+
+def cost_problems(alert_email, monthly_budget_usd, billing_alarm_usd, noncurrent_version_expiry_days):
+    """alert_email, the budget's and the billing alarm's amounts, and old photo versions' expiry.
+
+    The amounts' upper bound catches a slipped digit and "inf"; each sentence ends with its full stop.
+    """
+    problems = []
+    if alert_email != "" and not re.match(_EMAIL_ADDRESS, alert_email):
+        problems.append(
+            f"alert_email '{alert_email}' must look like an e-mail address, such as ops@example.com, or be "
+            "empty (no alerts are e-mailed then)."
+        )
+    for name, amount in (("monthly_budget_usd", monthly_budget_usd), ("billing_alarm_usd", billing_alarm_usd)):
+        if not 0 < _as_float(amount) < 1000000:
+            problems.append(
+                f"{name} '{amount}' must be a positive number of US dollars below 1000000, such as 5 or 12.50."
+            )
+    if not _as_int(noncurrent_version_expiry_days) >= 1:
+        problems.append(
+            f"media_noncurrent_version_expiry_days '{noncurrent_version_expiry_days}' must be a whole "
+            "number of days, 1 or more."
+        )
+    return problems
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -155,4 +230,6 @@ class FilterModule:
             "instance_type_problems": instance_type_problems,
             "metrics_port_problems": metrics_port_problems,
             "media_cdn_problems": media_cdn_problems,
+            "load_balancer_problems": load_balancer_problems,
+            "cost_problems": cost_problems,
         }

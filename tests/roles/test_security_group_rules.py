@@ -6,20 +6,7 @@ or the role's module would run on every rerun (or, worse, be skipped while the g
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load(path: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from plugin_files import load
 
 rule_strings = load("plugins/filter/rules.py", "security_group_rules").rule_strings
 permission_strings = load("plugins/modules/aws_account_facts.py", "aws_account_facts").permission_strings
