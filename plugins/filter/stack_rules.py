@@ -111,18 +111,29 @@ def instance_type_problems(instance_type, cpu_credits, burstable_families):
     return problems
 
 
-def metrics_port_problems(metrics_port, api_port, node_exporter_port, ssh_port=22):
-    """api_metrics_port: a port of its own, beside the API's, SSH's and node_exporter's."""
+def own_port_problems(variable, value, lowest, taken):
+    """A TCP port from `lowest` to 65535 that none of `taken` (port: whose) has: one listener per port."""
     try:
-        port = int(metrics_port)
+        port = int(value)
     except (TypeError, ValueError):
-        return [f"api_metrics_port '{metrics_port}' must be a TCP port from 1024 to 65535"]
-    if not 1024 <= port <= 65535:
-        return [f"api_metrics_port {port} must be a TCP port from 1024 to 65535"]
-    taken = {int(api_port): "api_port", int(ssh_port): "SSH", int(node_exporter_port): "node_exporter"}
+        return [f"{variable} '{value}' must be a TCP port from {lowest} to 65535"]
+    if not lowest <= port <= 65535:
+        return [f"{variable} {port} must be a TCP port from {lowest} to 65535"]
     if port in taken:
-        return [f"api_metrics_port {port} must differ from {taken[port]}'s port ({port}): each port has one listener"]
+        return [f"{variable} {port} must differ from {taken[port]}'s port ({port}): each port has one listener"]
     return []
+
+
+def ssh_port_problems(ssh_port, api_port, metrics_port, node_exporter_port):
+    """ssh_port: a TCP port of sshd's own, beside the API's, its metrics' and node_exporter's."""
+    taken = {int(api_port): "api_port", int(metrics_port): "api_metrics_port", int(node_exporter_port): "node_exporter"}
+    return own_port_problems("ssh_port", ssh_port, 1, taken)
+
+
+def metrics_port_problems(metrics_port, api_port, node_exporter_port, ssh_port=22):
+    """api_metrics_port: an unprivileged port of its own, beside the API's, SSH's and node_exporter's."""
+    taken = {int(api_port): "api_port", int(ssh_port): "SSH", int(node_exporter_port): "node_exporter"}
+    return own_port_problems("api_metrics_port", metrics_port, 1024, taken)
 
 
 def media_cdn_problems(media_cdn, media_domain_name, partition, domain_name_pattern):
@@ -228,6 +239,7 @@ class FilterModule:
             "cidr_problems": cidr_problems,
             "monitoring_cidr_problems": monitoring_cidr_problems,
             "instance_type_problems": instance_type_problems,
+            "ssh_port_problems": ssh_port_problems,
             "metrics_port_problems": metrics_port_problems,
             "media_cdn_problems": media_cdn_problems,
             "load_balancer_problems": load_balancer_problems,

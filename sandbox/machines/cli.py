@@ -66,6 +66,15 @@ def build_parser(backend: Backend) -> argparse.ArgumentParser:
     start_parser.add_argument("--suite", choices=SUITES, help=f"Debian release (default {DEFAULT_SUITE})")
     start_parser.add_argument("--instance-id", help="cloud-init instance-id (default: NAME)")
     start_parser.add_argument(
+        "--user-data",
+        type=argparse.FileType("r"),
+        metavar="FILE",
+        help="the instance's user data, a cloud-config (- reads it from stdin): merged into the seed's",
+    )
+    start_parser.add_argument(
+        "--ssh-port", type=int, default=22, help="the port sshd listens on inside, as the user data sets it"
+    )
+    start_parser.add_argument(
         "--wait-login", type=Path, metavar="PRIVATE_KEY", help="also wait until `ubuntu` logs in with this private key"
     )
 
@@ -109,7 +118,14 @@ def run_command(backend: Backend, parser: argparse.ArgumentParser, arguments: ar
         if arguments.wait_login and not arguments.wait_login.is_file():
             parser.error(f"--wait-login: no such private key {arguments.wait_login}")
         record = lifecycle.start(
-            backend, arguments.name, arguments.public_key, arguments.suite, arguments.instance_id, arguments.wait_login
+            backend,
+            arguments.name,
+            arguments.public_key,
+            arguments.suite,
+            arguments.instance_id,
+            arguments.wait_login,
+            arguments.ssh_port,
+            arguments.user_data.read() if arguments.user_data else "",
         )
         print(json.dumps(public_view(record, backend.PUBLIC_FIELDS)), flush=True)
     elif command == "stop":

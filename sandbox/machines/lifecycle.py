@@ -77,8 +77,11 @@ def start(
     suite: str | None,
     instance_id: str | None,
     login_key: Path | None = None,
+    ssh_port: int = 22,
+    user_data: str = "",
 ) -> dict:
-    """Boot a machine and wait until it is ready; one that runs already is only waited for."""
+    """Boot a machine and wait until it is ready; one that runs already is only waited for. `user_data`
+    is the cloud-config the instance was launched with; `ssh_port` is where its sshd listens then."""
     public_key = read_public_key(public_key_path)
     records = backend.RECORDS
     with records.locked():
@@ -91,6 +94,7 @@ def start(
             return existing
         backend.reap_stale()
         record = backend.new_record(name, suite or DEFAULT_SUITE, instance_id or name, public_key)
+        record.update(ssh_port=ssh_port, user_data=user_data)
         records.machine_dir(name).mkdir(parents=True)
         records.write(record)  # before anything is created, so a killed start can be cleaned up
         try:

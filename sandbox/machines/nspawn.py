@@ -74,6 +74,7 @@ from .processes import command_line, each_process, kill_pids, kill_until_gone, p
 from .records import CACHE_DIR, DEFAULT_USER, REPO_ROOT, STATE_DIR, Records, is_running
 from .shell import Failure, log, run
 from .ssh import ssh_ready
+from .user_data import merged_user_data
 from .waiting import boot_timeout, wait_until
 
 PROGRAM = "sandbox/hosts"
@@ -514,7 +515,7 @@ FIRST_BOOT_BUSY_VARIABLE = "SANDBOX_HOSTS_FIRST_BOOT_BUSY"
 DPKG_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")  # in the order apt takes them
 LOCKS_OUTLAST_CLOUD_INIT = 5  # seconds: unattended-upgrades goes on a little after cloud-init is done
 
-QUIET_USER_DATA = "#cloud-config\n# Nothing beyond the image's defaults: sandbox/rootfs/files.\n{}\n"
+QUIET_USER_DATA: dict = {}  # nothing beyond the image's defaults: sandbox/rootfs/files
 
 # What holds apt's locks on a busy first boot: fcntl (lockf) write locks, as apt and dpkg take them (flock
 # would not stop apt), held until cloud-init has finished this boot (or it took a minute longer than it
@@ -543,8 +544,8 @@ def first_boot_busy_seconds(environ: Mapping[str, str] = os.environ) -> int:
     return int(value)
 
 
-def busy_first_boot_user_data(seconds: int) -> str:
-    """user-data that makes an instance's first boot busy for `seconds`, as Ubuntu's is on EC2: cloud-init's
+def busy_first_boot_user_data(seconds: int) -> dict:
+    """cloud-config that makes an instance's first boot busy for `seconds`, as Ubuntu's is on EC2: cloud-init's
     final stage runs that long (runcmd, once per instance), and a process started at bootcmd, before sshd
     (cloud-init-per: once per instance), holds the dpkg locks until cloud-init has finished and a few
     seconds more, as apt-daily and unattended-upgrades do. systemd-run makes the holder a service of its
@@ -564,12 +565,7 @@ def busy_first_boot_user_data(seconds: int) -> str:
         str(seconds),
         str(LOCKS_OUTLAST_CLOUD_INIT),
     ]
-    return (
-        "#cloud-config\n"
-        f"# A busy first boot ({FIRST_BOOT_BUSY_VARIABLE}={seconds}): see sandbox/machines/nspawn.py.\n"
-        f"bootcmd:\n  - {json.dumps(holder)}\n"
-        f"runcmd:\n  - {json.dumps(['sleep', str(seconds)])}\n"
-    )
+    return {"bootcmd": [holder], "runcmd": [["sleep", str(seconds)]]}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -578,15 +574,24 @@ def busy_first_boot_user_data(seconds: int) -> str:
 
 
 def write_seed(
-    root: Path, name: str, instance_id: str, public_key: str, slot: int, nameserver: str, first_boot_busy: int = 0
+    root: Path,
+    name: str,
+    instance_id: str,
+    public_key: str,
+    slot: int,
+    nameserver: str,
+    first_boot_busy: int = 0,
+    user_data: str = "",
 ) -> None:
-    """The NoCloud seed: what EC2's metadata service tells an Ubuntu cloud image at first boot."""
+    """The NoCloud seed: what EC2's metadata service tells an Ubuntu cloud image at first boot, with the
+    instance's own user data (`user_data`, a cloud-config) merged in."""
     seed = root / "var/lib/cloud/seed/nocloud"
     seed.mkdir(parents=True, exist_ok=True)
     (seed / "meta-data").write_text(
         f"instance-id: {instance_id}\nlocal-hostname: {name}\npublic-keys:\n  - {json.dumps(public_key)}\n"
     )
-    (seed / "user-data").write_text(busy_first_boot_user_data(first_boot_busy) if first_boot_busy else QUIET_USER_DATA)
+    sandbox_config = busy_first_boot_user_data(first_boot_busy) if first_boot_busy else QUIET_USER_DATA
+    (seed / "user-data").write_text(merged_user_data(sandbox_config, user_data))
     # Without a network-config cloud-init writes a DHCP fallback for host0, and there is no DHCP here.
     (seed / "network-config").write_text(
         "version: 2\n"
@@ -624,7 +629,7 @@ def wait_ready(record: dict, login_key: Path | None = None) -> None:
     provisioned = key_installed if record.get("first_boot_busy") else cloud_init_finished
 
     def ready() -> bool:
-        return provisioned(record) and ssh_ready(DEFAULT_USER, address, 22, login_key)
+        return provisioned(record) and ssh_ready(DEFAULT_USER, address, record.get("ssh_port", 22), login_key)
 
     waited = seconds_until_booted(record, "systemd-nspawn", ready, console_tail, BOOT_TIMEOUT, interval=0.1)
     if waited is None:
@@ -775,6 +780,7 @@ def boot(record: dict) -> None:
         slot,
         nameserver,
         record.get("first_boot_busy", 0),
+        record.get("user_data", ""),
     )
     create_network(name, slot)
     enable_nat()

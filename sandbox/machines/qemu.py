@@ -57,6 +57,7 @@ from .processes import each_process, kill_pids, kill_until_gone, process_start_t
 from .records import CACHE_DIR, DEFAULT_USER, REPO_ROOT, STATE_DIR, Records, is_running
 from .shell import Failure, log, run
 from .ssh import ssh_ready
+from .user_data import merged_user_data
 from .waiting import boot_timeout, wait_until
 
 PROGRAM = "sandbox/vms"
@@ -265,10 +266,8 @@ def write_seed(directory: Path, record: dict) -> Path:
     )
     # The default user is defined in the image (sandbox/vm-image/files/etc/cloud/cloud.cfg.d/), as on an
     # Ubuntu cloud image. The final message, on the serial console, tells `start` that the boot is done.
-    (seed / "user-data").write_text(
-        "#cloud-config\nusers: [default]\n"
-        f"final_message: {json.dumps(ready_message(record['instance_id']) + ' after $UPTIME s')}\n"
-    )
+    sandbox_config = {"users": ["default"], "final_message": ready_message(record["instance_id"]) + " after $UPTIME s"}
+    (seed / "user-data").write_text(merged_user_data(sandbox_config, record.get("user_data", "")))
     # EC2 gives the primary interface its address by DHCP; so does qemu's user-mode network.
     (seed / "network-config").write_text(
         f'version: 2\nethernets:\n  primary:\n    match: {{macaddress: "{record["mac"]}"}}\n    dhcp4: true\n'
@@ -377,8 +376,10 @@ def new_record(name: str, suite: str, instance_id: str, public_key: str) -> dict
 
 
 def qemu_command(record: dict, directory: Path, built: Path) -> list[str]:
+    # SSH to the port sshd listens on inside (the instance's user data may move it), the API to its own.
     forwards = (
-        f"hostfwd=tcp:{ADDRESS}:{record['port']}-:22,hostfwd=tcp:{ADDRESS}:{record['api_port']}-:{GUEST_API_PORT}"
+        f"hostfwd=tcp:{ADDRESS}:{record['port']}-:{record.get('ssh_port', 22)},"
+        f"hostfwd=tcp:{ADDRESS}:{record['api_port']}-:{GUEST_API_PORT}"
     )
     return [
         "qemu-system-x86_64",

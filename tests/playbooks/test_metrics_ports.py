@@ -1,6 +1,6 @@
-"""The metrics ports and the instances' CPU credits: preflight's refusals (before any AWS call), the
-security group's rules for both metrics ports from monitoring_cidr only, and the credit mode of an
-existing instance."""
+"""The ports and the instances' CPU credits: preflight's refusals (before any AWS call), the security
+group's rules for both metrics ports from monitoring_cidr only, the credit mode of an existing instance,
+and ssh_port held while instances run."""
 
 import pytest
 
@@ -15,6 +15,7 @@ BAD_INPUTS = [
     ({"api_metrics_port": 11373}, "api_metrics_port 11373 must differ from api_port"),
     ({"api_metrics_port": 9100}, "must differ from node_exporter"),
     ({"api_metrics_port": 80}, "api_metrics_port 80 must be a TCP port from 1024 to 65535"),
+    ({"ssh_port": 11374}, "ssh_port 11374 must differ from api_metrics_port"),
     ({"api_metrics_port": 70000}, "must be a TCP port from 1024 to 65535"),
     ({"monitoring_cidr": "10.1.2.3/8"}, "must be an IPv4 network in CIDR notation"),
     ({"monitoring_cidr": "2001:db8::/32"}, "must be an IPv4 network"),
@@ -118,3 +119,12 @@ def test_an_instance_whose_cpu_credits_differ_is_named_with_the_command_that_cha
         f"aws ec2 modify-instance-credit-specification --instance-credit-specification "
         f"InstanceId={instance_id},CpuCredits=unlimited" in unlimited.text
     )
+
+    # The instance's sshd listens on 22: a new ssh_port would close it in the group before anything moves
+    # sshd. The run stops before the group changes, and names the port to keep.
+    moved = run_playbook("playbooks/provision.yml", extra_vars={**variables, "ssh_port": 2222})
+    assert moved.returncode != 0
+    assert "ssh_port is 2222, but sshd on the 1 running instance(s) listens on 22," in moved.text, moved.output[-3000:]
+    assert "Set ssh_port back to 22" in moved.text
+    assert (22, "10.213.0.0/16") in ingress_of(aws, "ranker-metrics-api")
+    assert not {rule for rule in ingress_of(aws, "ranker-metrics-api") if rule[0] == 2222}

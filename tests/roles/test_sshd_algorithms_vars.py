@@ -128,6 +128,7 @@ def test_each_release_gets_audited_algorithms_its_openssh_knows(tmp_path, releas
     rendered = json.loads((tmp_path / "head.json").read_text())
     expected = [
         MARKER.format("BEGIN"),
+        "Port 2222",  # ssh_port, as the render playbook sets it
         *AUTHENTICATION,
         "HostKey /etc/ssh/ssh_host_ed25519_key",
         *COMMON,

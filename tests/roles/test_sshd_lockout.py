@@ -55,6 +55,7 @@ def host(tmp_path_factory):
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
         "apt_cache_valid_time": 86400,
         "package_manager_wait": "true",
+        "ssh_port": 22,
         "base_system_sshd_rollback_seconds": ROLLBACK_SECONDS,
     }
     inventory.write_text(json.dumps({"all": {"hosts": {HOST_NAME: host_vars}}}))

@@ -4,6 +4,7 @@ import base64
 import ipaddress
 import json
 import os
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ PROJECT = os.environ.get("MOLECULE_PROJECT_NAME", "ranker-site")
 REPOSITORY = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 API_PORT = 11373
+SSH_PORT = 2222  # molecule.yml's ssh_port
 SANDBOX_NETWORK = ipaddress.ip_network("10.213.0.0/16")
 # A valid 1x1 PNG (the API recognises images by their content).
 PHOTO = base64.b64decode(
@@ -24,16 +26,19 @@ PHOTO = base64.b64decode(
 )
 
 
-@pytest.fixture(scope="module")
-def instance_ids():
-    ec2 = boto3.client(
+def ec2_client():
+    return boto3.client(
         "ec2",
         endpoint_url=ENDPOINT,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    reservations = ec2.describe_instances(
+
+
+@pytest.fixture(scope="module")
+def instance_ids():
+    reservations = ec2_client().describe_instances(
         Filters=[{"Name": "tag:Project", "Values": [PROJECT]}, {"Name": "instance-state-name", "Values": ["running"]}]
     )["Reservations"]
     return sorted(i["InstanceId"] for r in reservations for i in r["Instances"])
@@ -160,4 +165,34 @@ def test_the_configure_phase_reached_every_instance_at_its_sandbox_host_only(ins
         # The embedded AWS hands out addresses of its own, which lead nowhere.
         assert host["ansible_host"] not in (host["public_ip_address"], host["private_ip_address"]), host
         assert ipaddress.ip_address(host["public_ip_address"]) not in SANDBOX_NETWORK
-        assert host["ansible_port"] == 22
+        assert host["ansible_port"] == SSH_PORT
+
+
+def ssh_banner(address, port):
+    """What answers a TCP connection to the port: sshd's banner, or None (refused, dropped or silent)."""
+    try:
+        with socket.create_connection((address, port), timeout=3) as connection:
+            connection.settimeout(3)
+            return connection.recv(64).decode(errors="replace")
+    except OSError:
+        return None
+
+
+def test_ssh_answers_on_ssh_port_only_and_the_security_group_opens_that_port_alone(sandbox_hosts, instance_ids):
+    # sshd moved at first boot (the user data) and stays (base_system's Port line); ufw lets only it in.
+    for host in sandbox_hosts.values():
+        assert (ssh_banner(host["address"], SSH_PORT) or "").startswith("SSH-2.0-"), host["name"]
+        assert ssh_banner(host["address"], 22) is None, host["name"]
+    ec2 = ec2_client()
+    group = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{PROJECT}-api"]}])
+    ssh_rules = [
+        p
+        for p in group["SecurityGroups"][0]["IpPermissions"]
+        for r in p.get("IpRanges", [])
+        if "SSH" in r.get("Description", "")
+    ]
+    assert [(p["FromPort"], p["ToPort"]) for p in ssh_rules] == [(SSH_PORT, SSH_PORT)]
+    # Each instance was launched with the user data that moves sshd before it starts.
+    for instance_id in instance_ids:
+        user_data = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
+        assert f"Port {SSH_PORT}" in base64.b64decode(user_data).decode()

@@ -121,3 +121,31 @@ def test_the_filters_are_registered_under_their_names():
     filters = stack_rules.FilterModule().filters()
     assert filters["load_balancer_problems"] is stack_rules.load_balancer_problems
     assert filters["cost_problems"] is stack_rules.cost_problems
+
+
+@pytest.mark.parametrize("port", [22, "22", 2222, 1, 65535])
+def test_an_ssh_port_of_its_own_has_no_problems(port):
+    assert stack_rules.ssh_port_problems(port, 11373, 11374, 9100) == []
+
+
+@pytest.mark.parametrize(
+    ("port", "words"),
+    [
+        (0, "ssh_port 0 must be a TCP port from 1 to 65535"),
+        (65536, "ssh_port 65536 must be a TCP port from 1 to 65535"),
+        ("ssh", "ssh_port 'ssh' must be a TCP port"),
+        (None, "ssh_port 'None' must be a TCP port"),
+        (11373, "ssh_port 11373 must differ from api_port's port (11373)"),
+        ("11374", "ssh_port 11374 must differ from api_metrics_port's port (11374)"),
+        (9100, "ssh_port 9100 must differ from node_exporter's port (9100)"),
+    ],
+)
+def test_an_ssh_port_out_of_range_or_taken_is_named_with_the_rule(port, words):
+    problems = stack_rules.ssh_port_problems(port, 11373, 11374, 9100)
+    assert len(problems) == 1
+    assert words in problems[0]
+
+
+def test_the_metrics_port_may_not_take_a_moved_ssh_port():
+    assert "must differ from SSH's port (2222)" in stack_rules.metrics_port_problems(2222, 11373, 9100, 2222)[0]
+    assert stack_rules.metrics_port_problems(11374, 11373, 9100, 2222) == []
